@@ -1,0 +1,440 @@
+"""How the hidden tests talk to a submission and judge what comes back.
+
+``sub.conv2d(image, kernel)`` (a :class:`SubmissionProxy` attribute) calls the student's function
+in the sandbox and returns an :class:`Outcome`, or raises :class:`CheckFailed` with a message for
+the student when the call raised, crashed, hung or does not exist. The ``check_*`` functions then
+compare the outcome with the expected value computed here, from the reference, in the grader's
+process, and raise :class:`CheckFailed` with the counterexample, expected vs got, and a hint.
+
+Tolerances are scaled to the magnitude of the terms summed (``scale``), not to the output value, so
+a correct float32, FFT or loop implementation passes while a wrong one fails.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from autograder.feedback import CheckFailed, Hint, describe_value, first_difference, format_array, matching_hint
+from autograder.sandbox.client import (
+    ArrayView,
+    CallResult,
+    CallTimeout,
+    FunctionMissing,
+    GradingBudgetExceeded,
+    Layer,
+    Sandbox,
+    SandboxError,
+    StudentRaised,
+    SubmissionDoesNotLoad,
+    WorkerCrashed,
+)
+from autograder.tasks import tasks_for_function
+
+__all__ = [
+    "FLOAT32_RTOL",
+    "FLOAT64_RTOL",
+    "CheckFailed",
+    "Hint",
+    "Outcome",
+    "SandboxError",
+    "StudentFunction",
+    "SubmissionProxy",
+    "check_array",
+    "check_exact",
+    "check_float",
+    "check_no_mutation",
+    "describe_call",
+    "describe_layer",
+    "expect_error",
+    "plain",
+    "reference_call",
+]
+
+#: Allowed error relative to the sum of the magnitudes of the terms, by the precision involved.
+FLOAT64_RTOL = 1e-9
+FLOAT32_RTOL = 2e-4
+_CRASHES_BEFORE_GIVING_UP = 3
+
+
+def plain(value: Any) -> Any:
+    """The value the grader computes with: an :class:`ArrayView` becomes its array."""
+    if isinstance(value, ArrayView):
+        return value.value
+    if isinstance(value, Layer):
+        return value
+    return value
+
+
+def _describe_argument(value: Any) -> str:
+    if isinstance(value, ArrayView):
+        return describe_value(value.value) + " (a non-contiguous view)"
+    if isinstance(value, Layer):
+        return describe_layer(value.spec)
+    return describe_value(value)
+
+
+def describe_layer(spec: dict[str, Any]) -> str:
+    """Describe a layer of the shift tests in words.
+
+    Args:
+        spec: the layer's description.
+
+    Returns:
+        e.g. ``"a circular convolution with a 3x3 kernel"``.
+    """
+    kind = spec["kind"]
+    if kind == "circular_conv":
+        kh, kw = spec["weight"].shape[2:]
+        return f"a circular convolution with a {kh}x{kw} kernel" + (
+            " and a bias" if spec.get("bias") is not None else ""
+        )
+    if kind == "compose":
+        return "the composition of " + ", then ".join(describe_layer(part) for part in spec["layers"])
+    return {
+        "relu": "ReLU (elementwise)",
+        "square": "x**2 (elementwise)",
+        "scale": "multiplication by a constant",
+        "position_bias": "adding a bias that differs at each position",
+        "untied_1x1": "a 1x1 locally-connected layer (different weights at each position)",
+        "subsample_upsample": f"keeping every {spec.get('stride')}th pixel, then repeating it",
+        "crop": f"cropping {spec.get('by')} row(s) and column(s)",
+        "zero_pad_conv": "a convolution with zero padding (not circular)",
+    }.get(kind, kind)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A call that returned.
+
+    Attributes:
+        function: the contract function.
+        args: the positional arguments as sent.
+        kwargs: the keyword arguments as sent.
+        argnames: the contract's parameter names.
+        result: what came back.
+    """
+
+    function: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    argnames: tuple[str, ...]
+    result: CallResult
+
+    @property
+    def value(self) -> Any:
+        """The returned value."""
+        return self.result.value
+
+    def describe(self) -> str:
+        """The call with its (small) inputs printed, for feedback."""
+        return describe_call(self.function, self.args, self.kwargs, self.argnames)
+
+    @property
+    def float32(self) -> bool:
+        """Whether float32 is involved (an input or the output), which loosens tolerances."""
+        values = [plain(v) for v in (*self.args, *self.kwargs.values())]
+        arrays = [v for v in values if isinstance(v, np.ndarray)]
+        value = self.value if isinstance(self.value, tuple) else (self.value,)
+        arrays += [v for v in value if isinstance(v, np.ndarray)]
+        return any(a.dtype == np.float32 for a in arrays)
+
+    def fail(self, problem: str, *, hint: Hint | None = None) -> CheckFailed:
+        """Build the failure for this call: the call, the problem, the hint and what it printed."""
+        text = f"{self.describe()}\n{problem}"
+        if self.result.output.strip():
+            text += f"\nYour function printed:\n{self.result.output.rstrip()}"
+        return CheckFailed(text, hint=hint.text if hint else None, mistake=hint.mistake if hint else None)
+
+
+def describe_call(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], argnames: Sequence[str]) -> str:
+    """Describe a call and its inputs.
+
+    Args:
+        function: the function name.
+        args: positional arguments.
+        kwargs: keyword arguments.
+        argnames: parameter names for the positional ones.
+
+    Returns:
+        Multi-line text.
+    """
+    names = list(argnames[: len(args)]) + list(kwargs)
+    values = list(args) + list(kwargs.values())
+    signature = ", ".join(names[: len(args)] + [f"{k}={_short(v)}" for k, v in kwargs.items()])
+    lines = [f"Called {function}({signature}) with"]
+    for name, value in zip(names, values, strict=True):
+        if name in kwargs and not isinstance(plain(value), np.ndarray):
+            continue
+        lines.append(f"  {name} = {_describe_argument(value)}")
+    return "\n".join(lines) if len(lines) > 1 else f"Called {function}({signature})"
+
+
+def _short(value: Any) -> str:
+    value = plain(value)
+    return "<array>" if isinstance(value, np.ndarray) else repr(value)
+
+
+class StudentFunction:
+    """One contract function of the submission, callable from the hidden tests."""
+
+    def __init__(self, proxy: SubmissionProxy, name: str, argnames: tuple[str, ...]) -> None:
+        self.proxy = proxy
+        self.name = name
+        self.argnames = argnames
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallResult:
+        stuck = self.proxy.stuck.get(self.name)
+        if stuck is not None:
+            raise CheckFailed(stuck)
+        try:
+            return self.proxy.sandbox.call(self.name, args, kwargs, argnames=self.argnames)
+        except (CallTimeout, WorkerCrashed) as problem:
+            text = f"{describe_call(self.name, args, kwargs, self.argnames)}\n{problem}"
+            crashes = self.proxy.crashes[self.name] = self.proxy.crashes.get(self.name, 0) + 1
+            if isinstance(problem, CallTimeout) or crashes >= _CRASHES_BEFORE_GIVING_UP:
+                self.proxy.stuck[self.name] = text  # the rest of this test is not retried
+            raise CheckFailed(text, mistake="timeout" if isinstance(problem, CallTimeout) else "crash") from None
+        except FunctionMissing:
+            raise CheckFailed(
+                f"Your code defines no function named {self.name}. Keep the names of the starter file: the grader "
+                "calls each function by its name.",
+                mistake="missing-function",
+            ) from None
+        except (SubmissionDoesNotLoad, GradingBudgetExceeded) as problem:
+            raise CheckFailed(str(problem)) from None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Outcome:
+        """Call the student's function; raise :class:`CheckFailed` unless it returns."""
+        try:
+            result = self._call(args, kwargs)
+        except StudentRaised as raised:
+            raise _raised_failure(self.name, args, kwargs, self.argnames, raised) from None
+        return Outcome(self.name, args, dict(kwargs), self.argnames, result)
+
+    def attempt(self, *args: Any, **kwargs: Any) -> Outcome | StudentRaised:
+        """Call the student's function; return the exception it raised instead of failing."""
+        try:
+            result = self._call(args, kwargs)
+        except StudentRaised as raised:
+            return raised
+        return Outcome(self.name, args, dict(kwargs), self.argnames, result)
+
+
+def _raised_failure(
+    function: str, args: tuple[Any, ...], kwargs: dict[str, Any], argnames: Sequence[str], raised: StudentRaised
+) -> CheckFailed:
+    text = f"{describe_call(function, args, kwargs, argnames)}\nit raised {raised.type_name}: {raised.message}"
+    if raised.traceback:
+        text += f"\n{raised.traceback.rstrip()}"
+    if raised.output.strip():
+        text += f"\nYour function printed:\n{raised.output.rstrip()}"
+    if raised.is_a("NotImplementedError"):
+        task = tasks_for_function(function)
+        label = f"Task {task[0].id}" if task else function
+        return CheckFailed(f"{function} is not implemented yet ({label}).", mistake="not-implemented")
+    return CheckFailed(text, mistake="raised")
+
+
+class SubmissionProxy:
+    """The submission as the hidden tests see it: ``sub.conv2d(...)`` calls into the sandbox.
+
+    Args:
+        sandbox: the sandbox running the submission.
+        reference: the reference module, whose signatures give the contract's parameter names.
+    """
+
+    def __init__(self, sandbox: Sandbox, reference: ModuleType) -> None:
+        self.sandbox = sandbox
+        self.reference = reference
+        self.stuck: dict[str, str] = {}
+        self.crashes: dict[str, int] = {}
+
+    def begin_test(self) -> None:
+        """Forget per-test state (which functions hung or crashed in the previous test)."""
+        self.stuck.clear()
+        self.crashes.clear()
+
+    def __getattr__(self, name: str) -> StudentFunction:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        reference = getattr(self.reference, name)
+        argnames = tuple(inspect.signature(reference).parameters)
+        return StudentFunction(self, name, argnames)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts
+# ---------------------------------------------------------------------------------------------
+
+
+def _tolerance(scale: np.ndarray | None, expected: np.ndarray, float32: bool) -> np.ndarray:
+    rtol = FLOAT32_RTOL if float32 else FLOAT64_RTOL
+    magnitude = np.abs(expected) if scale is None else np.asarray(scale, dtype=np.float64)
+    floor = 0.01 * float(magnitude.max()) if magnitude.size else 0.0
+    return rtol * (magnitude + floor) + 1e-12
+
+
+def check_array(
+    outcome: Outcome,
+    expected: np.ndarray,
+    *,
+    value: Any = None,
+    what: str = "the result",
+    scale: np.ndarray | None = None,
+    hints: Sequence[Hint] = (),
+) -> None:
+    """Check that a returned array equals ``expected`` up to scaled tolerance.
+
+    Args:
+        outcome: the call.
+        expected: the reference's answer, computed in float64.
+        value: the array to check (default: the call's return value).
+        what: how the feedback names it (``"dweight"``, ``"the result"``).
+        scale: per entry, the sum of the magnitudes of the terms that make it up (default:
+            ``|expected|``); the tolerance is proportional to it.
+        hints: classic mistakes to recognise when the check fails.
+
+    Raises:
+        CheckFailed: with expected vs got and, where recognised, a hint.
+    """
+    got = outcome.value if value is None else value
+    if not isinstance(got, np.ndarray):
+        raise outcome.fail(f"{what} should be a NumPy array of shape {expected.shape}; got {describe_value(got)}")
+    if got.dtype.kind != "f":
+        raise outcome.fail(f"{what} should have a floating dtype (float64 or float32); got dtype {got.dtype}")
+    if got.shape != expected.shape:
+        hint = matching_hint(hints, got, lambda g, wrong: _shape_of(wrong) == g.shape)
+        raise outcome.fail(f"{what} should have shape {expected.shape}; got shape {got.shape}", hint=hint)
+    tolerance = _tolerance(scale, expected, outcome.float32)
+    error = np.abs(got.astype(np.float64) - expected)
+    if np.all(error <= tolerance):
+        return
+
+    def same_values(g: np.ndarray, wrong: Any) -> bool:
+        wrong = np.asarray(wrong, dtype=np.float64)
+        return wrong.shape == g.shape and bool(np.all(np.abs(g - wrong) <= tolerance))
+
+    hint = matching_hint(hints, got, same_values)
+    problem = (
+        f"expected {what}: {format_array(expected)}\n"
+        f"got:      {format_array(got)}\n"
+        f"{first_difference(got, expected, tolerance)}"
+    )
+    raise outcome.fail(problem, hint=hint)
+
+
+def _shape_of(wrong: Any) -> tuple[int, ...] | None:
+    if isinstance(wrong, tuple) and all(isinstance(n, int) for n in wrong):
+        return wrong
+    if isinstance(wrong, np.ndarray):
+        return wrong.shape
+    return None
+
+
+def check_exact(
+    outcome: Outcome, expected: Any, *, value: Any = None, what: str = "the result", hints: Sequence[Hint] = ()
+) -> None:
+    """Check a returned int, bool, tuple or list exactly, including its type.
+
+    ``True`` is not accepted for ``1`` (nor a float for an int); NumPy integer and bool scalars
+    count as ints and bools.
+
+    Args:
+        outcome: the call.
+        expected: the expected plain value.
+        value: the value to check (default: the call's return value).
+        what: how the feedback names it.
+        hints: classic mistakes; a hint's ``wrong_answer`` returns a plain value.
+
+    Raises:
+        CheckFailed: with expected vs got and, where recognised, a hint.
+    """
+    got = outcome.value if value is None else value
+    if _same_plain(got, expected):
+        return
+    hint = matching_hint(hints, got, _same_plain)
+    raise outcome.fail(f"expected {what}: {expected!r}\ngot: {describe_value(got)}", hint=hint)
+
+
+def _same_plain(got: Any, expected: Any) -> bool:
+    if type(expected) is bool or type(expected) is int or type(expected) is str:
+        return type(got) is type(expected) and got == expected
+    if isinstance(expected, tuple | list):
+        return (
+            type(got) is type(expected)
+            and len(got) == len(expected)
+            and all(_same_plain(g, e) for g, e in zip(got, expected, strict=True))
+        )
+    if expected is None:
+        return got is None
+    raise TypeError(f"check_exact cannot compare {type(expected).__name__} values")
+
+
+def check_float(outcome: Outcome, expected: float, *, tolerance: float, what: str = "the result") -> None:
+    """Check a returned Python float (NumPy float scalars accepted) within an absolute tolerance.
+
+    Raises:
+        CheckFailed: when it is not a float or is too far off.
+    """
+    got = outcome.value
+    if type(got) is not float:
+        raise outcome.fail(f"{what} should be a float; got {describe_value(got)}")
+    if not abs(got - expected) <= tolerance:
+        raise outcome.fail(f"expected {what}: {expected:.6g}\ngot: {got:.6g} (allowed error {tolerance:.1g})")
+
+
+def check_no_mutation(outcome: Outcome) -> None:
+    """Fail when the call modified any of its array arguments in place.
+
+    Raises:
+        CheckFailed: naming the argument.
+    """
+    if outcome.result.mutated:
+        names = ", ".join(f"`{name}`" for name in outcome.result.mutated)
+        raise CheckFailed(
+            f"{outcome.function} modified its {names} argument in place. The caller's arrays must not change: "
+            "work on a copy (e.g. np.pad or x.copy()) or build a new output array.",
+            mistake="mutates-input",
+        )
+
+
+def expect_error(function: StudentFunction, *args: Any, because: str, error: str = "ValueError", **kwargs: Any) -> None:
+    """Check that a call raises ``error`` (or a subclass).
+
+    Args:
+        function: the student's function.
+        args: positional arguments.
+        because: why the call is invalid, in words (shown on failure).
+        error: the built-in exception's name.
+        kwargs: keyword arguments.
+
+    Raises:
+        CheckFailed: when it returns, or raises something else.
+    """
+    outcome = function.attempt(*args, **kwargs)
+    call = describe_call(function.name, args, kwargs, function.argnames)
+    if isinstance(outcome, StudentRaised):
+        if outcome.is_a(error):
+            return
+        if outcome.is_a("NotImplementedError"):
+            raise _raised_failure(function.name, args, kwargs, function.argnames, outcome)
+        raise CheckFailed(
+            f"{call}\nexpected {error} because {because}; it raised {outcome.type_name}: {outcome.message}",
+            mistake="wrong-exception",
+        )
+    raise CheckFailed(
+        f"{call}\nexpected {error} because {because}; it returned {describe_value(outcome.value)}",
+        hint=f"check the input and raise {error} with a message that names the problem",
+        mistake="missing-validation",
+    )
+
+
+def reference_call(reference: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a reference function on the grader's copies of the arguments (views as arrays)."""
+    return reference(*[plain(a) for a in args], **{k: plain(v) for k, v in kwargs.items()})

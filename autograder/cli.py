@@ -1,0 +1,126 @@
+"""``wsgrade``: the command line. It only parses, calls the library, prints and sets the exit code.
+
+Exit codes: 0 the job completed (whatever the score); 1 bad input (not a submission, a drifted
+release); 2 bad usage; 3 the grader itself failed (an internal error, reported in results.json too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autograder import __version__
+
+if TYPE_CHECKING:
+    from autograder.sandbox.client import Limits
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_GRADER_ERROR = 0, 1, 2, 3
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    from autograder.release import RELEASE_DIR, release_drift, write_release
+
+    out = Path(args.out) if args.out else RELEASE_DIR
+    if args.check:
+        problems = release_drift(out)
+        for line in problems:
+            print(f"release drift: {out / line}", file=sys.stderr)
+        if problems:
+            print("run `wsgrade release` to regenerate it from solutions/weight_sharing.py", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"{out} is up to date with solutions/weight_sharing.py")
+        return EXIT_OK
+    for path in write_release(out):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    from autograder.sandbox.client import Limits
+
+    defaults = Limits()
+    return Limits(
+        call_timeout=args.call_timeout if args.call_timeout is not None else defaults.call_timeout,
+        memory_bytes=int(args.memory_mb * 1024**2) if args.memory_mb is not None else defaults.memory_bytes,
+        budget_seconds=args.budget if args.budget is not None else defaults.budget_seconds,
+    )
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from autograder.grading import grade
+    from autograder.report import print_report, write_results_json
+    from autograder.submission import SubmissionError
+
+    console = Console(stderr=False)
+    try:
+        report = grade(args.path, public_only=args.command == "check", limits=_limits(args), select=args.select)
+    except SubmissionError as problem:
+        print(f"wsgrade: {problem}", file=sys.stderr)
+        if getattr(args, "json", None):
+            from autograder.report import write_json_atomic
+
+            write_json_atomic({"score": 0, "output": f"Not graded: {problem}", "tests": []}, Path(args.json))
+        return EXIT_BAD_INPUT
+    except Exception as problem:  # the grader itself failed: say so, never blame the student
+        print(f"wsgrade: the grader failed ({type(problem).__name__}: {problem}); please report this", file=sys.stderr)
+        return EXIT_GRADER_ERROR
+    print_report(report, console, show_feedback=not args.quiet)
+    if getattr(args, "json", None):
+        write_results_json(report, Path(args.json))
+        console.print(f"wrote {args.json}")
+    return EXIT_GRADER_ERROR if report.internal_errors else EXIT_OK
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--call-timeout", type=float, metavar="S", help="seconds one call may take (default 10)")
+    parser.add_argument("--memory-mb", type=float, metavar="MB", help="memory limit of student code (default 2048)")
+    parser.add_argument(
+        "--budget", type=float, metavar="S", help="wall-clock budget of the whole grading (default 600)"
+    )
+    parser.add_argument(
+        "-k", dest="select", metavar="EXPR", help="run only the tests matching this pytest -k expression"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print the tables without the feedback")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and the tests)."""
+    parser = argparse.ArgumentParser(prog="wsgrade", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    release = sub.add_parser("release", help="build the student release from solutions/weight_sharing.py")
+    release.add_argument("--out", help="release folder (default: assignments/weight_sharing)")
+    release.add_argument("--check", action="store_true", help="fail if the release differs from a fresh build")
+    release.set_defaults(func=_cmd_release)
+
+    grade = sub.add_parser("grade", help="grade a submission with the hidden tests (sandboxed)")
+    grade.add_argument("path", help="weight_sharing.py, weight_sharing.ipynb, a folder holding one, or a .zip")
+    grade.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
+    _add_limit_options(grade)
+    grade.set_defaults(func=_cmd_grade)
+
+    check = sub.add_parser("check", help="self-check: the public tests only, same feedback, a few seconds")
+    check.add_argument("path", help="weight_sharing.py, weight_sharing.ipynb, a folder holding one, or a .zip")
+    _add_limit_options(check)
+    check.set_defaults(func=_cmd_grade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``wsgrade``.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code.
+    """
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

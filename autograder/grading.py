@@ -1,0 +1,382 @@
+"""Grading one submission: load -> run the hidden tests against the sandbox -> score.
+
+The hidden tests are ordinary pytest + hypothesis tests (``autograder/hidden_tests``). They run in
+this process, which never imports student code: every call goes through the :class:`Sandbox` to a
+worker process. Hypothesis therefore generates the same inputs for every submission (it never
+sees the student's module), and the expected answers come from the reference in this process.
+
+Each test carries ``@pytest.mark.graded(task_id, weight=..., public=...)``; a task's points (from
+:mod:`autograder.tasks`) are shared between its tests in proportion to their weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autograder import __version__
+from autograder.feedback import CheckFailed
+from autograder.sandbox.client import Limits, Sandbox
+from autograder.submission import PreparedSubmission, load_submission
+from autograder.tasks import HIDDEN_VISIBILITY, PARTS, contract_functions, task_by_id
+
+__all__ = ["HIDDEN_TESTS", "SANDBOX_KEY", "GradingReport", "TestResult", "grade", "grade_prepared"]
+
+HIDDEN_TESTS = Path(__file__).resolve().parent / "hidden_tests"
+SANDBOX_KEY = pytest.StashKey[Sandbox]()
+_OUTPUT_LIMIT = 6000
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """The verdict of one hidden test.
+
+    Attributes:
+        name: ``"1.1 conv2d: <what the test checks>"``.
+        task_id: the task it scores.
+        score: points earned.
+        max_score: points possible (0 for a skipped test).
+        status: ``passed``, ``failed`` or ``skipped``.
+        output: feedback for the student (empty when passed).
+        visibility: Gradescope visibility.
+        tags: the contract functions it exercises, plus ``performance``/``gpu`` where they apply.
+        mistake: the id of the recognised mistake, if any.
+        internal_error: True when the test itself broke (a grader bug, not the student's fault).
+        seconds: how long it ran.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    name: str
+    task_id: str
+    score: float
+    max_score: float
+    status: str
+    output: str
+    visibility: str
+    tags: tuple[str, ...]
+    mistake: str | None = None
+    internal_error: bool = False
+    seconds: float = 0.0
+
+    def to_gradescope(self) -> dict[str, Any]:
+        """This test in Gradescope's ``results.json`` format."""
+        return {
+            "name": self.name,
+            "score": round(self.score, 4),
+            "max_score": round(self.max_score, 4),
+            "status": self.status,
+            "output": self.output,
+            "visibility": self.visibility,
+            "tags": list(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class GradingReport:
+    """The result of grading one submission.
+
+    Attributes:
+        tests: every test's verdict, in suite order.
+        execution_time: wall seconds of the whole grading.
+        output: the report's top text (notes on loading, warnings).
+        origin: the path that was graded.
+        sha256: hash of the graded code.
+        mode: ``grade`` (all tests) or ``check`` (public tests only).
+        grader_version: this package's version.
+        limits: the resource limits used.
+    """
+
+    tests: tuple[TestResult, ...]
+    execution_time: float
+    output: str
+    origin: str
+    sha256: str
+    mode: str = "grade"
+    grader_version: str = __version__
+    limits: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        """Points earned."""
+        return sum(test.score for test in self.tests)
+
+    @property
+    def max_score(self) -> float:
+        """Points possible."""
+        return sum(test.max_score for test in self.tests)
+
+    @property
+    def internal_errors(self) -> tuple[TestResult, ...]:
+        """Tests that broke for a reason that is not the student's."""
+        return tuple(test for test in self.tests if test.internal_error)
+
+    def part_scores(self) -> dict[int, tuple[float, float]]:
+        """Part number -> (earned, possible)."""
+        totals: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for test in self.tests:
+            part = task_by_id(test.task_id).part
+            totals[part][0] += test.score
+            totals[part][1] += test.max_score
+        return {part: (round(v[0], 4), round(v[1], 4)) for part, v in sorted(totals.items())}
+
+    def to_gradescope(self) -> dict[str, Any]:
+        """The report in Gradescope's ``results.json`` format (our extras under ``extra_data``)."""
+        return {
+            "score": round(self.score, 4),
+            "execution_time": round(self.execution_time, 3),
+            "output": self.output,
+            "visibility": "visible",
+            "stdout_visibility": "hidden",
+            "tests": [test.to_gradescope() for test in self.tests],
+            "extra_data": {
+                "max_score": round(self.max_score, 4),
+                "mode": self.mode,
+                "origin": self.origin,
+                "sha256": self.sha256,
+                "grader_version": self.grader_version,
+                "parts": {PARTS[part]: {"score": s, "max_score": m} for part, (s, m) in self.part_scores().items()},
+                "mistakes": sorted({t.mistake for t in self.tests if t.mistake}),
+                "internal_errors": len(self.internal_errors),
+                "limits": self.limits,
+            },
+        }
+
+
+def _find_check_failed(exc: BaseException | None) -> CheckFailed | None:
+    """Find our verdict inside whatever pytest/hypothesis raised (groups, causes, contexts)."""
+    seen: set[int] = set()
+    queue = [exc]
+    while queue:
+        current = queue.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, CheckFailed):
+            return current
+        queue += [*getattr(current, "exceptions", ()), current.__cause__, current.__context__]
+    return None
+
+
+@dataclass
+class _Record:
+    nodeid: str
+    name: str
+    task_id: str
+    weight: float
+    public: bool
+    tags: tuple[str, ...]
+    status: str
+    output: str
+    mistake: str | None
+    internal_error: bool
+    seconds: float
+
+
+class _Collector:
+    """A pytest plugin that records each graded test's verdict and hands the sandbox to the tests."""
+
+    def __init__(self, sandbox: Sandbox, public_only: bool) -> None:
+        self.sandbox = sandbox
+        self.public_only = public_only
+        self.records: list[_Record] = []
+        self.weights: dict[str, float] = defaultdict(float)
+        self.problems: list[str] = []
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[SANDBOX_KEY] = self.sandbox
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        keep, drop = [], []
+        for item in items:
+            marker = item.get_closest_marker("graded")
+            if marker is None:
+                self.problems.append(f"{item.nodeid} has no graded marker")
+                drop.append(item)
+                continue
+            task_by_id(marker.args[0])
+            self.weights[marker.args[0]] += float(marker.kwargs.get("weight", 1))
+            (keep if marker.kwargs.get("public") or not self.public_only else drop).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.records.append(self._record(item, report, call))
+
+    def _record(self, item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> _Record:
+        marker = item.get_closest_marker("graded")
+        assert marker is not None  # items without one were deselected above
+        task = task_by_id(marker.args[0])
+        doc = (getattr(item, "function", None).__doc__ or item.name).strip().splitlines()[0]  # type: ignore[union-attr]
+        tags = tuple(dict.fromkeys((task.function, *marker.kwargs.get("also", ()), *task.tags)))
+        status, output, mistake, internal = "passed", "", None, False
+        if report.skipped:
+            status = "skipped"
+            longrepr = report.longrepr
+            output = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+            output = output.removeprefix("Skipped: ")
+        elif report.failed:
+            status = "failed"
+            verdict = _find_check_failed(call.excinfo.value if call.excinfo else None)
+            if verdict is not None:
+                output, mistake = verdict.feedback, verdict.mistake
+            else:
+                internal = True
+                error = call.excinfo.value if call.excinfo else None
+                output = (
+                    "The grader could not finish this test (an internal error, not a problem with your code; "
+                    f"it has been reported): {type(error).__name__}: {error}"
+                )
+        if len(output) > _OUTPUT_LIMIT:
+            output = output[:_OUTPUT_LIMIT] + "\n[... feedback cut]"
+        return _Record(
+            item.nodeid,
+            f"{task.label}: {doc}",
+            task.id,
+            float(marker.kwargs.get("weight", 1)),
+            bool(marker.kwargs.get("public", False)),
+            tags,
+            status,
+            output,
+            mistake,
+            internal,
+            report.duration,
+        )
+
+
+@contextlib.contextmanager
+def _hypothesis_home() -> Iterator[None]:
+    """Point hypothesis's storage at a temporary folder (nothing persists between gradings)."""
+    with tempfile.TemporaryDirectory(prefix="wsgrade-hypothesis-") as home:
+        previous = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
+        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = home
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
+            else:
+                os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = previous
+
+
+def _run_pytest(
+    sandbox: Sandbox, *, public_only: bool, select: str | None, pytest_args: list[str]
+) -> tuple[_Collector, str]:
+    collector = _Collector(sandbox, public_only)
+    args = [
+        str(HIDDEN_TESTS),
+        "-c",
+        str(HIDDEN_TESTS / "pytest.ini"),
+        "--rootdir",
+        str(HIDDEN_TESTS),
+        "--import-mode=importlib",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *(["-k", select] if select else []),
+        *pytest_args,
+    ]
+    log = io.StringIO()
+    with _hypothesis_home(), contextlib.redirect_stdout(log):
+        pytest.main(args, plugins=[collector])
+    return collector, log.getvalue()
+
+
+def grade_prepared(
+    submission: PreparedSubmission,
+    *,
+    public_only: bool = False,
+    limits: Limits | None = None,
+    select: str | None = None,
+    pytest_args: list[str] | None = None,
+) -> GradingReport:
+    """Grade an already-loaded submission.
+
+    Args:
+        submission: the submission.
+        public_only: run only the public tests (``wsgrade check``).
+        limits: resource limits for the student's code.
+        select: a pytest ``-k`` expression to run part of the suite (for instructors and tests).
+        pytest_args: extra pytest arguments.
+
+    Returns:
+        The report.
+    """
+    started = time.perf_counter()
+    limits = limits or Limits()
+    notes = list(submission.notes)
+    with Sandbox(submission, contract_functions(), limits) as sandbox:
+        try:
+            functions, cell_errors, printed = sandbox.load()
+            missing = [name for name in contract_functions() if name not in functions]
+            if missing:
+                notes.append("not defined in your code: " + ", ".join(missing))
+            for error in cell_errors:
+                notes.append(
+                    f"notebook cell {error['cell']} raised {error['type']}: {error['message'][:200]} (ignored)"
+                )
+            if printed.strip():
+                notes.append("your code printed while loading:\n" + printed.rstrip())
+        except Exception as problem:  # SubmissionDoesNotLoad: every test will fail with this message
+            notes.append(f"Your code could not be loaded, so no test could pass: {problem}")
+        collector, log = _run_pytest(sandbox, public_only=public_only, select=select, pytest_args=pytest_args or [])
+        restarts = sandbox.workers_started
+    tests = []
+    for record in collector.records:
+        task = task_by_id(record.task_id)
+        max_score = (
+            0.0 if record.status == "skipped" else task.points * record.weight / collector.weights[record.task_id]
+        )
+        tests.append(
+            TestResult(
+                record.name,
+                record.task_id,
+                max_score if record.status == "passed" else 0.0,
+                max_score,
+                record.status,
+                record.output,
+                "visible" if record.public else HIDDEN_VISIBILITY,
+                record.tags,
+                record.mistake,
+                record.internal_error,
+                record.seconds,
+            )
+        )
+    if collector.problems or (not tests and "error" in log.lower()):
+        raise RuntimeError("the hidden test suite is broken: " + "; ".join(collector.problems) + "\n" + log[-3000:])
+    if restarts > 1:
+        notes.append(f"the process running your code had to be restarted {restarts - 1} time(s) (crashes or time-outs)")
+    return GradingReport(
+        tests=tuple(tests),
+        execution_time=time.perf_counter() - started,
+        output="\n".join(notes),
+        origin=submission.origin,
+        sha256=submission.sha256,
+        mode="check" if public_only else "grade",
+        limits=asdict(limits),
+    )
+
+
+def grade(path: str | Path, **options: Any) -> GradingReport:
+    """Load and grade the submission at ``path`` (see :func:`grade_prepared` for the options).
+
+    Raises:
+        autograder.submission.SubmissionError: if ``path`` is not a submission.
+    """
+    return grade_prepared(load_submission(path), **options)

@@ -1,0 +1,65 @@
+"""Fixtures and settings shared by the hidden tests.
+
+* ``sub``: the submission, a :class:`autograder.checks.SubmissionProxy` (calls go to the sandbox);
+* ``ref``: the reference module, run here in the grader's process.
+
+Hypothesis is deterministic here: a fixed derandomised seed, no example database, no deadline, no
+explain phase (see the ``grading`` profile). It never sees the student's module, so the inputs are
+the same for every submission.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from autograder.checks import SubmissionProxy
+from autograder.grading import SANDBOX_KEY
+from autograder.reference import load_reference
+from autograder.sandbox.client import Limits, Sandbox
+from autograder.submission import load_submission
+from autograder.tasks import contract_functions
+
+settings.register_profile(
+    "grading",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=25,
+    phases=(Phase.explicit, Phase.generate, Phase.shrink),
+    suppress_health_check=list(HealthCheck),
+    print_blob=False,
+    report_multiple_bugs=False,
+)
+settings.load_profile("grading")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--submission", help="the submission to test when running this suite directly with pytest")
+
+
+@pytest.fixture(scope="session")
+def ref() -> ModuleType:
+    return load_reference()
+
+
+@pytest.fixture(scope="session")
+def sub(request: pytest.FixtureRequest, ref: ModuleType) -> Iterator[SubmissionProxy]:
+    sandbox = request.config.stash.get(SANDBOX_KEY, None)
+    if sandbox is not None:
+        yield SubmissionProxy(sandbox, ref)
+        return
+    path = request.config.getoption("--submission")
+    if not path:
+        pytest.exit("pass --submission PATH (a weight_sharing.py, .ipynb, folder or .zip)", returncode=4)
+    with Sandbox(load_submission(path), contract_functions(), Limits()) as own:
+        yield SubmissionProxy(own, ref)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(request: pytest.FixtureRequest) -> None:
+    if "sub" in request.fixturenames:
+        request.getfixturevalue("sub").begin_test()

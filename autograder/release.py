@@ -1,0 +1,203 @@
+"""Building the student release from the single source.
+
+``wsgrade release`` writes ``assignments/weight_sharing/``; ``wsgrade release --check`` (and a test)
+fails when the committed copy differs from a fresh build. Nothing in the release is edited by hand.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from autograder.source import REPO_ROOT, SOLUTION_SOURCE, module_text, strip_solutions
+from autograder.tasks import PARTS, TASKS
+
+__all__ = [
+    "PUBLIC_TESTS_SOURCE",
+    "RELEASE_DIR",
+    "build_release",
+    "release_drift",
+    "solution_notebook",
+    "student_notebook",
+    "write_release",
+]
+
+RELEASE_DIR = REPO_ROOT / "assignments" / "weight_sharing"
+PUBLIC_TESTS_SOURCE = REPO_ROOT / "solutions" / "test_public.py"
+
+_MODULE_DOCSTRING = '''"""Weight sharing in convolutional networks: your solutions.
+
+Implement every function whose body raises NotImplementedError; the message names the task.
+weight_sharing.ipynb explains each task with figures and worked examples (it holds the same
+functions: hand in either file). Check your work with
+
+    pytest test_public.py            # public examples, in your own Python
+    wsgrade check weight_sharing.py  # the grader's public tests, in its sandbox
+
+Do not rename functions or their arguments: the grader calls them by these names.
+Generated from the reference by `wsgrade release`; do not edit the copy in the course repository.
+"""
+'''
+
+
+def _notebook_from(text: str, *, stubs: bool) -> nbformat.NotebookNode:
+    """Turn the percent script into a clean notebook.
+
+    Args:
+        text: the percent script.
+        stubs: strip solution regions (the student notebook) or keep them (the solution notebook).
+
+    Returns:
+        A notebook with deterministic cell ids, no outputs and no Jupytext bookkeeping.
+    """
+    nb = jupytext.reads(text, fmt="py:percent")
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and stubs:
+            cell.source = strip_solutions(cell.source, where=SOLUTION_SOURCE.name).rstrip("\n")
+            if not cell.source.strip():
+                continue
+        cell.metadata = {key: value for key, value in cell.metadata.items() if key in ("tags",)}
+        cells.append(cell)
+    for number, cell in enumerate(cells):
+        cell.id = f"{cell.cell_type}-{number:03d}"
+    nb.cells = cells
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    nbformat.validate(nb)
+    return nb
+
+
+def student_notebook(text: str | None = None) -> nbformat.NotebookNode:
+    """The student notebook: lecture, stubs, worked examples.
+
+    Args:
+        text: the percent script; the single source when omitted.
+
+    Returns:
+        The notebook.
+    """
+    return _notebook_from(SOLUTION_SOURCE.read_text() if text is None else text, stubs=True)
+
+
+def solution_notebook(text: str | None = None) -> nbformat.NotebookNode:
+    """The instructor's notebook: the same cells with the solutions in place.
+
+    Args:
+        text: the percent script; the single source when omitted.
+
+    Returns:
+        The notebook.
+    """
+    return _notebook_from(SOLUTION_SOURCE.read_text() if text is None else text, stubs=False)
+
+
+def _student_readme() -> str:
+    """The release's README: how to work, how it is graded, the rubric (from the task table)."""
+    rows = []
+    for part, name in PARTS.items():
+        for task in (t for t in TASKS if t.part == part):
+            note = " (only where the grader has a GPU)" if "gpu" in task.tags else ""
+            rows.append(
+                f"| {task.id} | Part {part}: {name} | `{task.function}` — {task.title}{note} | {task.points:g} |"
+            )
+    total = sum(t.points for t in TASKS if "gpu" not in t.tags)
+    return f"""# Problem set: weight sharing in convolutional networks
+
+Open `weight_sharing.ipynb` (or edit `weight_sharing.py`; both hold the same functions) and replace
+each `raise NotImplementedError(...)` with your code. The notebook explains every task.
+
+## Check your work
+
+    pytest test_public.py               # the public examples, run in your own Python
+    wsgrade check weight_sharing.ipynb  # the grader's public tests, in its sandbox, a few seconds
+
+The grader runs many more tests than these: generated inputs of every shape (float32 too,
+non-contiguous arrays, strides and paddings), the error cases in the docstrings, and a check that
+you never modify an input array. When a test fails you see the smallest input that shows the
+problem, what was expected, what you returned, and often a hint naming the mistake.
+
+## Rules
+
+- Keep the function names and argument names: the grader calls them that way.
+- Use NumPy (CuPy is optional for Part 5). Any correct algorithm is accepted; results are compared
+  with tolerances scaled to the size of the numbers summed, so float32 and FFT methods pass.
+- Do not modify the input arrays.
+- Printing is fine; the grader keeps the first few kilobytes of what you print.
+
+## Rubric ({total:g} points)
+
+| task | part | function | points |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+Within a task, points are shared between several tests, so a half-right function earns part of
+its points. Part 5's speed points compare your `conv2d_fast` with the reference measured on the
+same machine in the same run: full points within 2x of the reference, partial points down to 10x.
+"""
+
+
+def build_release() -> dict[str, str]:
+    """Build every file of the student release.
+
+    Returns:
+        File name -> content.
+
+    Raises:
+        autograder.source.SourceError: if the single source breaks the rules of ``autograder.source``.
+    """
+    text = SOLUTION_SOURCE.read_text()
+    module = _MODULE_DOCSTRING + "\n" + module_text(text, stubs=True)
+    ast.parse(module)  # the release must at least be valid Python
+    return {
+        "weight_sharing.py": module,
+        "weight_sharing.ipynb": nbformat.writes(student_notebook(text)) + "\n",
+        "test_public.py": PUBLIC_TESTS_SOURCE.read_text(),
+        "README.md": _student_readme(),
+    }
+
+
+def write_release(out_dir: Path = RELEASE_DIR) -> list[Path]:
+    """Write the release, replacing what is there.
+
+    Args:
+        out_dir: the release folder.
+
+    Returns:
+        The files written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in build_release().items():
+        path = out_dir / name
+        path.write_text(content)
+        written.append(path)
+    return written
+
+
+def release_drift(out_dir: Path = RELEASE_DIR) -> list[str]:
+    """Compare a release folder with a fresh build.
+
+    Args:
+        out_dir: the release folder.
+
+    Returns:
+        One line per file that is missing, different or extra; empty when up to date.
+    """
+    fresh = build_release()
+    problems = []
+    for name, content in fresh.items():
+        path = out_dir / name
+        if not path.exists():
+            problems.append(f"{name}: missing")
+        elif path.read_text() != content:
+            problems.append(f"{name}: differs from a fresh build")
+    for path in sorted(out_dir.glob("*")) if out_dir.exists() else []:
+        if path.name not in fresh and path.is_file():
+            problems.append(f"{path.name}: not part of the release")
+    return problems

@@ -1,0 +1,130 @@
+"""Rendering a grading report: the terminal table, Gradescope's results.json, Markdown feedback.
+
+This is the last stage of grading and, with loading, the only one that touches files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from autograder.grading import GradingReport
+from autograder.tasks import PARTS, task_by_id
+
+__all__ = ["feedback_markdown", "print_report", "write_json_atomic", "write_results_json"]
+
+_STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow"}
+
+
+def print_report(report: GradingReport, console: Console | None = None, *, show_feedback: bool = True) -> None:
+    """Print a table per part (test, points, status), then the feedback of failed tests.
+
+    Args:
+        report: the report.
+        console: where to print (default: standard output).
+        show_feedback: print each failure's feedback below the tables.
+    """
+    console = console or Console()
+    title = "Self-check (public tests only)" if report.mode == "check" else "Grading report"
+    console.print(f"[bold]{title}[/bold] for {report.origin}")
+    if report.output:
+        console.print(Text(report.output), style="dim")
+    by_part: dict[int, list] = {}
+    for test in report.tests:
+        by_part.setdefault(task_by_id(test.task_id).part, []).append(test)
+    for part, tests in sorted(by_part.items()):
+        earned, possible = report.part_scores()[part]
+        table = Table(
+            title=f"Part {part}: {PARTS[part]}  ({earned:g}/{possible:g})", title_justify="left", expand=False
+        )
+        table.add_column("test")
+        table.add_column("points", justify="right")
+        table.add_column("status")
+        for test in tests:
+            points = f"{test.score:.2f}/{test.max_score:.2f}" if report.mode == "grade" else "-"
+            table.add_row(test.name, points, Text(test.status, style=_STATUS_STYLE.get(test.status, "")))
+        console.print(table)
+    failed = [test for test in report.tests if test.status != "passed" and test.output]
+    if show_feedback and failed:
+        console.rule("Feedback")
+        for test in failed:
+            console.print(Text(test.name, style="bold"))
+            console.print(Text(test.output))
+            console.print()
+    if report.mode == "grade":
+        console.print(
+            f"[bold]Score: {report.score:.2f} / {report.max_score:.2f}[/bold]   ({report.execution_time:.1f} s)"
+        )
+    else:
+        passed = sum(test.status == "passed" for test in report.tests)
+        console.print(
+            f"[bold]{passed} of {len(report.tests)} public tests pass[/bold]   ({report.execution_time:.1f} s)"
+        )
+    if report.internal_errors:
+        console.print(f"[red]{len(report.internal_errors)} test(s) hit an internal grader error (see above).[/red]")
+
+
+def write_json_atomic(data: object, path: Path) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one.
+
+    Args:
+        data: JSON-able data.
+        path: the destination.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(data, stream, indent=2)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_results_json(report: GradingReport, path: Path) -> None:
+    """Write Gradescope's ``results.json`` atomically.
+
+    Args:
+        report: the report.
+        path: the destination.
+    """
+    write_json_atomic(report.to_gradescope(), path)
+
+
+def feedback_markdown(report: GradingReport) -> str:
+    """The report as Markdown, for a student's feedback file.
+
+    Args:
+        report: the report.
+
+    Returns:
+        Markdown text.
+    """
+    lines = [f"# Feedback: {report.score:.2f} / {report.max_score:.2f}", ""]
+    if report.output:
+        lines += ["```", report.output, "```", ""]
+    for part, (earned, possible) in report.part_scores().items():
+        lines += [
+            f"## Part {part}: {PARTS[part]} ({earned:g}/{possible:g})",
+            "",
+            "| test | points | status |",
+            "|---|---|---|",
+        ]
+        for test in (t for t in report.tests if task_by_id(t.task_id).part == part):
+            lines.append(f"| {test.name} | {test.score:.2f}/{test.max_score:.2f} | {test.status} |")
+        lines.append("")
+        for test in (
+            t for t in report.tests if task_by_id(t.task_id).part == part and t.status != "passed" and t.output
+        ):
+            lines += [f"**{test.name}**", "", "```", test.output, "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Running student code in a separate, limited process."""

@@ -1,0 +1,222 @@
+"""Finding and reading a submission: the first stage of grading, and one of only two that touch files.
+
+Accepted: ``weight_sharing.py``, ``weight_sharing.ipynb``, a folder holding one of them, or a
+``.zip`` of such a folder. Nothing here runs student code: a notebook's code cells are extracted
+as text (shell ``!`` and ``%`` magic lines removed) and a zip is unpacked with checks against
+``..`` paths, links and zip bombs. Anything else raises :class:`SubmissionError` with a message
+that says what was wrong and what to hand in instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+__all__ = ["MAX_SOURCE_BYTES", "PreparedSubmission", "SubmissionError", "load_submission", "notebook_code_cells"]
+
+MAX_SOURCE_BYTES = 2 * 1024 * 1024
+MAX_ZIP_ENTRIES = 200
+MAX_ZIP_BYTES = 50 * 1024 * 1024
+_EXPECTED = (
+    "hand in weight_sharing.py or weight_sharing.ipynb, a folder holding one of them, or a .zip of such a folder"
+)
+_MAGIC = re.compile(r"^\s*[!%]")
+
+
+class SubmissionError(ValueError):
+    """The path is not a gradable submission; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class PreparedSubmission:
+    """The student's code, ready for the worker.
+
+    Attributes:
+        kind: ``"module"`` (one file, run as a module) or ``"cells"`` (notebook cells, each run
+            separately so that one failing cell does not hide the functions of the others).
+        cells: the code: one string for a module, one per code cell for a notebook.
+        filename: the name tracebacks show (``weight_sharing.py`` or ``weight_sharing.ipynb``).
+        origin: the path that was handed in.
+        sha256: hash of the code, for the gradebook.
+        notes: what the loader did that the student should know (shown in the report).
+    """
+
+    kind: str
+    cells: tuple[str, ...]
+    filename: str
+    origin: str
+    sha256: str
+    notes: tuple[str, ...] = field(default=())
+
+
+def _read_text(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_SOURCE_BYTES:
+        raise SubmissionError(f"{path.name} is {size:,} bytes; the limit is {MAX_SOURCE_BYTES:,}. {_EXPECTED}")
+    if size == 0:
+        raise SubmissionError(f"{path.name} is empty. {_EXPECTED}")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        raise SubmissionError(
+            f"{path.name} is not UTF-8 text (byte 0x{data[problem.start]:02x} at offset {problem.start}); "
+            "save it as UTF-8 and hand it in again"
+        ) from None
+
+
+def notebook_code_cells(text: str, *, name: str = "weight_sharing.ipynb") -> tuple[tuple[str, ...], int]:
+    """Extract the code cells of a notebook, without shell or magic lines.
+
+    Args:
+        text: the notebook's JSON.
+        name: the file name, for messages.
+
+    Returns:
+        ``(cells, removed)``: the code of each code cell, and how many lines were removed
+        (a cell starting with ``%%`` is removed whole).
+
+    Raises:
+        SubmissionError: if the text is not a notebook.
+    """
+    try:
+        notebook = json.loads(text)
+        cells = notebook["cells"]
+    except (json.JSONDecodeError, KeyError, TypeError) as problem:
+        raise SubmissionError(f"{name} is not a valid Jupyter notebook ({problem}); {_EXPECTED}") from None
+    codes, removed = [], 0
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        lines = source.splitlines()
+        if lines and lines[0].lstrip().startswith("%%"):
+            removed += len(lines)
+            continue
+        kept = [line for line in lines if not _MAGIC.match(line)]
+        removed += len(lines) - len(kept)
+        codes.append("\n".join(kept) + "\n")
+    return tuple(codes), removed
+
+
+def _prepare_file(path: Path, origin: str, notes: list[str]) -> PreparedSubmission:
+    text = _read_text(path)
+    if path.suffix == ".ipynb":
+        cells, removed = notebook_code_cells(text, name=path.name)
+        if removed:
+            notes.append(f"{removed} shell/magic line(s) (starting with ! or %) were not run")
+        kind, filename = "cells", "weight_sharing.ipynb"
+    else:
+        cells, kind, filename = (text,), "module", "weight_sharing.py"
+    digest = hashlib.sha256("\0".join(cells).encode()).hexdigest()
+    return PreparedSubmission(kind, cells, filename, origin, digest, tuple(notes))
+
+
+def _stub_count(path: Path) -> int:
+    try:
+        return path.read_text(errors="replace").count("raise NotImplementedError")
+    except OSError:
+        return 1 << 30
+
+
+def _pick_in_folder(folder: Path, notes: list[str]) -> Path:
+    found = [folder / name for name in ("weight_sharing.py", "weight_sharing.ipynb") if (folder / name).is_file()]
+    if not found:
+        nested = [p for p in folder.rglob("weight_sharing.*") if p.suffix in (".py", ".ipynb") and p.is_file()]
+        nested = [p for p in nested if "__MACOSX" not in p.parts and ".ipynb_checkpoints" not in p.parts]
+        if len({p.parent for p in nested}) == 1:
+            found = sorted(nested)
+    if not found:
+        candidates = [p for p in folder.iterdir() if p.suffix in (".py", ".ipynb") and p.is_file()]
+        if len(candidates) == 1:
+            notes.append(
+                f"graded {candidates[0].name} (the only Python file; please name it weight_sharing.py next time)"
+            )
+            return candidates[0]
+        listing = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
+        raise SubmissionError(
+            f"no weight_sharing.py or weight_sharing.ipynb in {folder.name}/ (it holds {listing}); {_EXPECTED}"
+        )
+    if len(found) == 2:
+        chosen = min(found, key=_stub_count)  # the one with fewer stubs left is the one worked on
+        notes.append(
+            "both weight_sharing.py and weight_sharing.ipynb were handed in; "
+            f"graded {chosen.name}, which has fewer stubs left"
+        )
+        return chosen
+    return found[0]
+
+
+def _safe_extract(archive: Path, into: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            entries = zipped.infolist()
+            if len(entries) > MAX_ZIP_ENTRIES:
+                raise SubmissionError(
+                    f"{archive.name} holds {len(entries)} files; the limit is {MAX_ZIP_ENTRIES}. {_EXPECTED}"
+                )
+            total = sum(entry.file_size for entry in entries)
+            if total > MAX_ZIP_BYTES:
+                raise SubmissionError(
+                    f"{archive.name} unpacks to {total:,} bytes; the limit is {MAX_ZIP_BYTES:,}. {_EXPECTED}"
+                )
+            for entry in entries:
+                name = PurePosixPath(entry.filename)
+                if name.is_absolute() or ".." in name.parts or "\\" in entry.filename:
+                    raise SubmissionError(
+                        f"{archive.name} contains the unsafe path {entry.filename!r}; zip the folder itself"
+                    )
+                if stat.S_ISLNK(entry.external_attr >> 16):
+                    raise SubmissionError(
+                        f"{archive.name} contains a symbolic link ({entry.filename}); zip real files only"
+                    )
+                target = into / name
+                if entry.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zipped.open(entry) as source, open(target, "wb") as sink:
+                    written = 0
+                    while chunk := source.read(1 << 16):
+                        written += len(chunk)
+                        if written > entry.file_size or written > MAX_SOURCE_BYTES * 4:
+                            raise SubmissionError(f"{archive.name}: {entry.filename} unpacks to more than it declares")
+                        sink.write(chunk)
+    except zipfile.BadZipFile as problem:
+        raise SubmissionError(f"{archive.name} is not a valid zip file ({problem}); {_EXPECTED}") from None
+
+
+def load_submission(path: str | Path) -> PreparedSubmission:
+    """Find and read the submission at ``path``.
+
+    Args:
+        path: a ``.py`` or ``.ipynb`` file, a folder, or a ``.zip``.
+
+    Returns:
+        The prepared submission.
+
+    Raises:
+        SubmissionError: with a message that says what was wrong and what to hand in.
+    """
+    path = Path(path)
+    notes: list[str] = []
+    if not path.exists():
+        raise SubmissionError(f"{path} does not exist; {_EXPECTED}")
+    if path.is_dir():
+        return _prepare_file(_pick_in_folder(path, notes), str(path), notes)
+    if path.suffix == ".zip":
+        with tempfile.TemporaryDirectory(prefix="wsgrade-zip-") as tmp:
+            _safe_extract(path, Path(tmp))
+            return _prepare_file(_pick_in_folder(Path(tmp), notes), str(path), notes)
+    if path.suffix in (".py", ".ipynb"):
+        if path.stem != "weight_sharing":
+            notes.append(f"graded {path.name} (please name it weight_sharing{path.suffix} next time)")
+        return _prepare_file(path, str(path), notes)
+    raise SubmissionError(f"{path.name} is not a submission; {_EXPECTED}")

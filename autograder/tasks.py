@@ -1,0 +1,113 @@
+"""The task table: the one place that says what students implement and what each task is worth.
+
+Every other place derives from it: the stubs' error messages (``Task 1.1: conv2d``), the markers
+on the hidden tests, the report's sections, the nbgrader/otter/Gradescope exports and the rubric
+printed for students. A test checks that each task has hidden tests and that the reference defines
+each function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HIDDEN_VISIBILITY", "PARTS", "TASKS", "Task", "contract_functions", "task_by_id", "tasks_for_function"]
+
+#: Gradescope visibility of hidden tests: their scores and feedback appear once grades are published.
+HIDDEN_VISIBILITY = "after_published"
+
+PARTS: dict[int, str] = {
+    1: "Convolution",
+    2: "Parameter counting",
+    3: "Locally-connected layers",
+    4: "Shift tests",
+    5: "Performance",
+    6: "Gradients",
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One gradable unit of the problem set.
+
+    Attributes:
+        id: ``"<part>.<n>"``, used in stubs, markers, reports and feedback.
+        function: the contract function the task is about.
+        title: a few words for reports.
+        points: the task's total; its tests share them in proportion to their weights.
+        tags: extra Gradescope tags (``performance``, ``gpu``) besides the function name.
+    """
+
+    id: str
+    function: str
+    title: str
+    points: float
+    tags: tuple[str, ...] = ()
+
+    @property
+    def part(self) -> int:
+        """The part number, the digits before the dot of the id."""
+        return int(self.id.split(".")[0])
+
+    @property
+    def label(self) -> str:
+        """``"1.1 conv2d"``: how reports name the task."""
+        return f"{self.id} {self.function}"
+
+
+TASKS: tuple[Task, ...] = (
+    Task("1.1", "conv2d", "2-D cross-correlation", 8),
+    Task("1.2", "conv2d_layer", "convolutional layer", 10),
+    Task("2.1", "conv_output_size", "output size", 4),
+    Task("2.2", "dense_params", "dense parameters", 2),
+    Task("2.3", "conv2d_params", "conv parameters", 3),
+    Task("2.4", "locally_connected2d_params", "locally-connected parameters", 4),
+    Task("2.5", "network_summary", "network summary", 7),
+    Task("3.1", "locally_connected2d", "locally-connected layer", 8),
+    Task("3.2", "conv_as_locally_connected", "tied weights", 4),
+    Task("4.1", "shift2d", "shifting", 5),
+    Task("4.2", "circular_conv2d", "circular convolution", 6),
+    Task("4.3", "equivariance_error", "equivariance error", 4),
+    Task("4.4", "is_shift_equivariant", "equivariance test", 5),
+    Task("5.1", "conv2d_fast", "fast convolution: correctness", 6),
+    Task("5.2", "conv2d_fast", "fast convolution: speed", 6, tags=("performance",)),
+    Task("5.3", "conv2d_fast", "fast convolution on a GPU", 4, tags=("performance", "gpu")),
+    Task("6.1", "conv2d_backward", "conv gradients", 10),
+    Task("6.2", "locally_connected2d_backward", "locally-connected gradients", 8),
+)
+
+_BY_ID = {task.id: task for task in TASKS}
+
+
+def task_by_id(task_id: str) -> Task:
+    """Return the task with this id.
+
+    Args:
+        task_id: e.g. ``"1.1"``.
+
+    Returns:
+        The task.
+
+    Raises:
+        KeyError: naming the unknown id and the known ones.
+    """
+    try:
+        return _BY_ID[task_id]
+    except KeyError:
+        raise KeyError(f"no task {task_id!r}; the tasks are {', '.join(_BY_ID)}") from None
+
+
+def tasks_for_function(function: str) -> tuple[Task, ...]:
+    """Return the tasks about one contract function, first the one its stub names.
+
+    Args:
+        function: a contract function name such as ``"conv2d_fast"``.
+
+    Returns:
+        The tasks in table order (empty for a name that is not in the contract).
+    """
+    return tuple(task for task in TASKS if task.function == function)
+
+
+def contract_functions() -> tuple[str, ...]:
+    """Return the contract's function names in task order, each once."""
+    return tuple(dict.fromkeys(task.function for task in TASKS))
