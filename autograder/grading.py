@@ -186,9 +186,10 @@ class _Record:
 class _Collector:
     """A pytest plugin that records each graded test's verdict and hands the sandbox to the tests."""
 
-    def __init__(self, sandbox: Sandbox, public_only: bool) -> None:
+    def __init__(self, sandbox: Sandbox, public_only: bool, performance: bool) -> None:
         self.sandbox = sandbox
         self.public_only = public_only
+        self.performance = performance
         self.records: list[_Record] = []
         self.weights: dict[str, float] = defaultdict(float)
         self.problems: list[str] = []
@@ -205,9 +206,12 @@ class _Collector:
                 self.problems.append(f"{item.nodeid} has no graded marker")
                 drop.append(item)
                 continue
-            task_by_id(marker.args[0])
-            self.weights[marker.args[0]] += float(marker.kwargs.get("weight", 1))
-            (keep if marker.kwargs.get("public") or not self.public_only else drop).append(item)
+            task = task_by_id(marker.args[0])
+            self.weights[task.id] += float(marker.kwargs.get("weight", 1))
+            wanted = (marker.kwargs.get("public") or not self.public_only) and (
+                self.performance or "performance" not in task.tags
+            )
+            (keep if wanted else drop).append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
@@ -276,9 +280,9 @@ def _hypothesis_home() -> Iterator[None]:
 
 
 def _run_pytest(
-    sandbox: Sandbox, *, public_only: bool, select: str | None, pytest_args: list[str]
+    sandbox: Sandbox, *, public_only: bool, performance: bool, select: str | None, pytest_args: list[str]
 ) -> tuple[_Collector, str]:
-    collector = _Collector(sandbox, public_only)
+    collector = _Collector(sandbox, public_only, performance)
     args = [
         str(HIDDEN_TESTS),
         "-c",
@@ -302,6 +306,7 @@ def grade_prepared(
     submission: PreparedSubmission,
     *,
     public_only: bool = False,
+    performance: bool = True,
     limits: Limits | None = None,
     select: str | None = None,
     pytest_args: list[str] | None = None,
@@ -311,6 +316,7 @@ def grade_prepared(
     Args:
         submission: the submission.
         public_only: run only the public tests (``wsgrade check``).
+        performance: run the timing tests (False: leave out the tasks tagged ``performance``).
         limits: resource limits for the student's code.
         select: a pytest ``-k`` expression to run part of the suite (for instructors and tests).
         pytest_args: extra pytest arguments.
@@ -335,7 +341,9 @@ def grade_prepared(
                 notes.append("your code printed while loading:\n" + printed.rstrip())
         except Exception as problem:  # SubmissionDoesNotLoad: every test will fail with this message
             notes.append(f"Your code could not be loaded, so no test could pass: {problem}")
-        collector, log = _run_pytest(sandbox, public_only=public_only, select=select, pytest_args=pytest_args or [])
+        collector, log = _run_pytest(
+            sandbox, public_only=public_only, performance=performance, select=select, pytest_args=pytest_args or []
+        )
         restarts = sandbox.workers_started
     tests = []
     for record in collector.records:

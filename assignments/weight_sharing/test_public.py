@@ -29,7 +29,7 @@ def test_1_2_conv2d_layer_stride_padding_bias():
     w = np.ones((1, 1, 3, 3))
     # padding 1, stride 2 -> output 2x2; top-left window covers x[0:2, 0:2] = 0 + 1 + 4 + 5 = 10.
     out = ws.conv2d_layer(x, w, np.array([0.5]), stride=2, padding=1)
-    np.testing.assert_allclose(out, [[[[10.5, 24.5], [54.5, 90.5]]]])
+    np.testing.assert_allclose(out, [[[[10.5, 24.5], [51.5, 90.5]]]])
 
 
 def test_2_parameter_counts():

@@ -75,6 +75,15 @@ def test_conv2d_rectangular_example(sub: SubmissionProxy, ref: ModuleType) -> No
     _check_conv2d(sub, ref, image, kernel)
 
 
+@graded("1.1", weight=1)
+def test_conv2d_sobel_example(sub: SubmissionProxy, ref: ModuleType) -> None:
+    """applies a Sobel edge filter (a square kernel that is neither symmetric nor antisymmetric)"""
+    image = np.add.outer(np.arange(5.0) ** 2, 3 * np.arange(6.0))
+    sobel = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+    _check_conv2d(sub, ref, image, sobel)
+    _check_conv2d(sub, ref, image, sobel.T + np.eye(3))
+
+
 @graded("1.1", weight=3)
 @given(case=conv_cases(), data=st.data())
 def test_conv2d_matches_reference(sub: SubmissionProxy, ref: ModuleType, case: ConvCase, data: st.DataObject) -> None:

@@ -1,0 +1,48 @@
+"""Test adequacy: every mutant loses points on what it breaks and keeps full marks elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autograder.grading import GradingReport, grade
+from autograder.tasks import task_by_id
+from tests.corpus import Mutant, all_mutants, mutant_source
+
+
+def scores_by_function(report: GradingReport) -> dict[str, tuple[float, float]]:
+    """Contract function -> (earned, possible)."""
+    totals: dict[str, tuple[float, float]] = {}
+    for test in report.tests:
+        function = task_by_id(test.task_id).function
+        earned, possible = totals.get(function, (0.0, 0.0))
+        totals[function] = (earned + test.score, possible + test.max_score)
+    return totals
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", all_mutants(), ids=lambda m: m.name)
+def test_mutant_loses_points_only_where_broken(mutant: Mutant, tmp_path: Path) -> None:
+    path = tmp_path / "weight_sharing.py"
+    path.write_text(mutant_source(mutant))
+    report = grade(path, performance=False)
+    assert not report.internal_errors, [t.output for t in report.internal_errors]
+    scores = scores_by_function(report)
+    earned, possible = scores[mutant.function]
+    assert earned < possible, f"{mutant.name} kept full marks on {mutant.function}: the hidden tests miss this mistake"
+    for function, (earned, possible) in scores.items():
+        if function != mutant.function and function not in mutant.also_breaks:
+            lost = [t.name + "\n" + t.output for t in report.tests if t.score < t.max_score and function in t.tags]
+            assert earned == pytest.approx(possible), f"{mutant.name} lost points on {function}:\n" + "\n".join(lost)
+    if mutant.mistake:
+        recognised = {t.mistake for t in report.tests if t.status == "failed" and mutant.function in t.tags}
+        assert mutant.mistake in recognised, f"{mutant.name}: expected the hint {mutant.mistake!r}, got {recognised}"
+
+
+def test_mutants_apply_to_the_current_reference() -> None:
+    """Each mutant's text still occurs exactly once where it says (fails fast when the reference changes)."""
+    names = [mutant.name for mutant in all_mutants()]
+    assert len(names) == len(set(names))
+    for mutant in all_mutants():
+        mutant_source(mutant)
