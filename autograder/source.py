@@ -146,7 +146,12 @@ def strip_solutions(code: str, *, where: str = "<cell>", first_line: int = 1) ->
         SourceError: for an unterminated or nested region, or one inside a function that is not a task.
     """
     lines = code.splitlines()
-    functions = [node for node in ast.walk(ast.parse(code)) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as problem:
+        line = first_line + (problem.lineno or 1) - 1
+        raise SourceError(f"{where}:{line}: not valid Python ({problem.msg})") from None
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
     out: list[str] = []
     inside = False
     for number, line in enumerate(lines, start=1):

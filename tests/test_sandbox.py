@@ -1,0 +1,251 @@
+"""The sandbox: student code runs in a worker process; whatever it does, the grader carries on."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from autograder.sandbox.client import (
+    ArrayView,
+    CallTimeout,
+    FunctionMissing,
+    GradingBudgetExceeded,
+    Layer,
+    Limits,
+    Sandbox,
+    StudentRaised,
+    SubmissionDoesNotLoad,
+    WorkerCrashed,
+)
+from autograder.sandbox.worker import Unsupported
+from autograder.submission import PreparedSubmission
+
+FAST = Limits(call_timeout=2.0, load_timeout=10.0, memory_bytes=1024**3, output_chars=200)
+FUNCTIONS = (
+    "ok",
+    "boom",
+    "quit",
+    "hard_exit",
+    "segfault",
+    "spin",
+    "hog",
+    "flood",
+    "mutate",
+    "recurse",
+    "subclass",
+    "liar",
+    "layer_twice",
+    "scalar",
+    "view_info",
+)
+
+HOSTILE = """
+import ctypes, os, sys
+import numpy as np
+
+def ok(x):
+    return x * 2
+
+def boom(x):
+    raise ValueError("bad input: " + str(x.shape))
+
+def quit(x):
+    sys.exit(3)
+
+def hard_exit(x):
+    os._exit(7)
+
+def segfault(x):
+    ctypes.string_at(0)
+
+def spin(x):
+    while True:
+        pass
+
+def hog(x):
+    return np.ones((50_000, 50_000))
+
+def flood(x):
+    for _ in range(100_000):
+        print("spam " * 20)
+    return x
+
+def mutate(x, y):
+    x += 1
+    return y
+
+def recurse(x):
+    return recurse(x)
+
+class Sneaky(np.ndarray):
+    def __eq__(self, other):
+        return True
+
+def subclass(x):
+    return x.view(Sneaky)
+
+class Liar:
+    def __eq__(self, other):
+        return True
+
+def liar(x):
+    return Liar()
+
+def layer_twice(layer, x):
+    return layer(layer(x))
+
+def scalar(x):
+    return np.int64(3), np.float64(0.5), np.bool_(True)
+
+def view_info(x):
+    return (x.flags["C_CONTIGUOUS"], x.shape)
+"""
+
+
+def _module(code: str) -> PreparedSubmission:
+    return PreparedSubmission("module", (textwrap.dedent(code),), "weight_sharing.py", "<test>", "0" * 64)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    with Sandbox(_module(HOSTILE), FUNCTIONS, FAST) as box:
+        yield box
+
+
+X = np.arange(6.0).reshape(2, 3)
+
+
+def test_plain_call_round_trips_arrays(sandbox: Sandbox) -> None:
+    result = sandbox.call("ok", (X,), argnames=("x",))
+    assert type(result.value) is np.ndarray
+    np.testing.assert_array_equal(result.value, 2 * X)
+
+
+def test_exception_is_reported_by_name_with_the_student_traceback(sandbox: Sandbox) -> None:
+    with pytest.raises(StudentRaised) as raised:
+        sandbox.call("boom", (X,), argnames=("x",))
+    assert raised.value.type_name == "ValueError" and raised.value.is_a("Exception")
+    assert "bad input: (2, 3)" in raised.value.message
+    assert "weight_sharing.py" in raised.value.traceback and "worker.py" not in raised.value.traceback
+
+
+def test_sys_exit_is_an_exception_and_the_worker_survives(sandbox: Sandbox) -> None:
+    with pytest.raises(StudentRaised) as raised:
+        sandbox.call("quit", (X,), argnames=("x",))
+    assert raised.value.type_name == "SystemExit"
+    assert sandbox.call("ok", (X,), argnames=("x",)).value.shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("function", "words"), [("hard_exit", "exited with status 7"), ("segfault", "segmentation fault")]
+)
+def test_a_dying_worker_costs_only_that_call(sandbox: Sandbox, function: str, words: str) -> None:
+    started = sandbox.workers_started
+    with pytest.raises(WorkerCrashed, match=words):
+        sandbox.call(function, (X,), argnames=("x",))
+    assert sandbox.call("ok", (X,), argnames=("x",)).value.shape == (2, 3)
+    assert sandbox.workers_started == started + 1
+
+
+def test_an_endless_loop_is_stopped_at_the_time_limit(sandbox: Sandbox) -> None:
+    started = time.monotonic()
+    with pytest.raises(CallTimeout, match="did not return within 2 s"):
+        sandbox.call("spin", (X,), argnames=("x",))
+    assert time.monotonic() - started < 5
+    assert sandbox.call("ok", (X,), argnames=("x",)).value.shape == (2, 3)
+
+
+def test_a_memory_bomb_hits_the_memory_limit(sandbox: Sandbox) -> None:
+    with pytest.raises(StudentRaised) as raised:
+        sandbox.call("hog", (X,), argnames=("x",))
+    assert raised.value.type_name == "MemoryError"
+
+
+def test_printing_is_captured_and_cut(sandbox: Sandbox) -> None:
+    result = sandbox.call("flood", (X,), argnames=("x",))
+    assert result.output.startswith("spam spam")
+    assert len(result.output) < 400 and "more characters of output cut" in result.output
+
+
+def test_in_place_modification_is_reported_by_argument_name(sandbox: Sandbox) -> None:
+    result = sandbox.call("mutate", (X.copy(), X.copy()), argnames=("x", "y"))
+    assert result.mutated == ("x",)
+
+
+def test_deep_recursion_is_an_ordinary_exception(sandbox: Sandbox) -> None:
+    with pytest.raises(StudentRaised) as raised:
+        sandbox.call("recurse", (X,), argnames=("x",))
+    assert raised.value.type_name == "RecursionError"
+
+
+@pytest.mark.parametrize("function", ["subclass", "liar"])
+def test_objects_that_claim_equality_do_not_cross(sandbox: Sandbox, function: str) -> None:
+    value = sandbox.call(function, (X,), argnames=("x",)).value
+    assert isinstance(value, Unsupported)  # a plain record: no behaviour of the student's object crosses over
+    assert ("Sneaky" if function == "subclass" else "Liar") in value.description
+
+
+def test_numpy_scalars_arrive_as_plain_python_values(sandbox: Sandbox) -> None:
+    assert sandbox.call("scalar", (X,), argnames=("x",)).value == (3, 0.5, True)
+    assert [type(v) for v in sandbox.call("scalar", (X,), argnames=("x",)).value] == [int, float, bool]
+
+
+def test_views_arrive_as_non_contiguous_arrays(sandbox: Sandbox) -> None:
+    view = ArrayView(np.ascontiguousarray(X.T), ((None, None, None), (None, None, None)), (1, 0))
+    assert sandbox.call("view_info", (view,), argnames=("x",)).value == (False, (2, 3))
+
+
+def test_layers_are_built_in_the_worker_from_a_description(sandbox: Sandbox) -> None:
+    layer = Layer({"kind": "scale", "factor": 3.0})
+    x = np.ones((1, 1, 2, 2))
+    np.testing.assert_array_equal(sandbox.call("layer_twice", (layer, x), argnames=("layer", "x")).value, 9 * x)
+
+
+def test_a_missing_function_is_reported(sandbox: Sandbox) -> None:
+    with Sandbox(_module("def ok(x):\n    return x\n"), ("ok", "other"), FAST) as box, pytest.raises(FunctionMissing):
+        box.call("other", (X,), argnames=("x",))
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("import sys\nsys.exit(0)\n", "raised SystemExit"),
+        ("def ok(x):\n    return x +\n", "SyntaxError"),
+        ("import os\nos._exit(1)\n", "died while loading"),
+        ("while True:\n    pass\n", "took more than"),
+    ],
+)
+def test_a_module_that_does_not_load_fails_every_call_quickly(code: str, words: str) -> None:
+    limits = Limits(call_timeout=2.0, load_timeout=2.0, output_chars=200)
+    with Sandbox(_module(code), ("ok",), limits) as box:
+        with pytest.raises(SubmissionDoesNotLoad, match=words):
+            box.call("ok", (X,), argnames=("x",))
+        started = time.monotonic()
+        with pytest.raises(SubmissionDoesNotLoad):
+            box.call("ok", (X,), argnames=("x",))
+        assert time.monotonic() - started < 0.5, "the load failure must be remembered, not retried"
+
+
+def test_notebook_cells_that_fail_are_skipped_not_fatal() -> None:
+    cells = ("import numpy as np\n", "raise NotImplementedError('Task 1.1')\n", "def ok(x):\n    return x + 1\n")
+    submission = PreparedSubmission("cells", cells, "weight_sharing.ipynb", "<test>", "0" * 64)
+    with Sandbox(submission, ("ok",), FAST) as box:
+        functions, errors, _ = box.load()
+        assert functions == ("ok",)
+        assert errors[0]["cell"] == 2 and errors[0]["type"] == "NotImplementedError"
+        np.testing.assert_array_equal(box.call("ok", (X,), argnames=("x",)).value, X + 1)
+
+
+def test_the_grading_budget_stops_further_calls() -> None:
+    with Sandbox(_module(HOSTILE), FUNCTIONS, Limits(budget_seconds=0.0)) as box, pytest.raises(GradingBudgetExceeded):
+        box.call("ok", (X,), argnames=("x",))
+
+
+def test_the_worker_never_loads_student_code_into_the_grader() -> None:
+    with Sandbox(_module(HOSTILE), FUNCTIONS, FAST) as box:
+        box.call("ok", (X,), argnames=("x",))
+    assert "weight_sharing" not in sys.modules
