@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_GRADER_ERROR = 0, 1, 2, 3
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "submissions"
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
@@ -77,6 +78,71 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return EXIT_GRADER_ERROR if report.internal_errors else EXIT_OK
 
 
+def _cmd_grade_all(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from autograder.batch import class_report, grade_all
+
+    limits = _limits(args)
+    scores: list[float] = []
+    slowest: list[tuple[float, str]] = []
+    with Progress(
+        TextColumn("[bold]grading"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    ) as progress:
+        bar = progress.add_task("", total=None)
+
+        def on_progress(student: str, row: dict, done: int, total: int) -> None:
+            scores.append(100 * row["score"] / row["max_score"] if row["max_score"] else 0.0)
+            slowest[:] = [max([*slowest, (row["execution_time"], student)])]
+            mean = sum(scores) / len(scores)
+            progress.update(
+                bar,
+                completed=done,
+                total=total,
+                description=f"mean {mean:.0f}% · slowest {slowest[0][1]} ({slowest[0][0]:.1f} s)",
+            )
+
+        try:
+            summary = grade_all(
+                Path(args.submissions),
+                Path(args.out),
+                jobs=args.jobs,
+                regrade=args.regrade,
+                limits=limits,
+                on_progress=on_progress,
+            )
+        except ValueError as problem:
+            print(f"wsgrade: {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    print(f"graded {len(summary.graded)}, unchanged and skipped {len(summary.skipped)}, in {summary.seconds:.1f} s")
+    print(f"wrote {Path(args.out) / 'grades.csv'} and {Path(args.out) / 'gradebook.sqlite'}")
+    if args.command == "demo":
+        print()
+        print(class_report(Path(args.out)).text())
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from autograder.batch import class_report
+
+    try:
+        report = class_report(Path(args.out_dir))
+    except FileNotFoundError as problem:
+        print(f"wsgrade: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(report.text())
+    if args.png:
+        from autograder.figures import score_histogram
+
+        score_histogram(report, Path(args.png))
+        print(f"wrote {args.png}")
+    return EXIT_OK
+
+
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--call-timeout", type=float, metavar="S", help="seconds one call may take (default 10)")
     parser.add_argument("--memory-mb", type=float, metavar="MB", help="memory limit of student code (default 2048)")
@@ -110,6 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", help="weight_sharing.py, weight_sharing.ipynb, a folder holding one, or a .zip")
     _add_limit_options(check)
     check.set_defaults(func=_cmd_grade)
+
+    batch = sub.add_parser("grade-all", help="grade a folder with one entry per student into a gradebook")
+    batch.add_argument("submissions", help="folder: each entry (file, folder or zip) is one student, named by it")
+    batch.add_argument("--out", required=True, help="output folder (results, feedback, grades.csv, gradebook.sqlite)")
+    batch.add_argument("--jobs", type=int, default=1, help="students graded at once (default 1)")
+    batch.add_argument("--regrade", action="store_true", help="regrade students whose submission did not change")
+    _add_limit_options(batch)
+    batch.set_defaults(func=_cmd_grade_all)
+
+    report = sub.add_parser("report", help="class overview of a grade-all output folder")
+    report.add_argument("out_dir", help="the --out folder of grade-all")
+    report.add_argument("--png", metavar="FILE", help="also draw the score histogram into a PNG")
+    report.set_defaults(func=_cmd_report)
+
+    demo = sub.add_parser("demo", help="grade the bundled example submissions (the main job of the Quick start)")
+    demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    demo.add_argument("--jobs", type=int, default=2, help="students graded at once (default 2)")
+    _add_limit_options(demo)
+    demo.set_defaults(func=_cmd_grade_all, submissions=str(EXAMPLES), regrade=True)
     return parser
 
 

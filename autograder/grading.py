@@ -79,6 +79,7 @@ class TestResult:
             "output": self.output,
             "visibility": self.visibility,
             "tags": list(self.tags),
+            "extra_data": {"task": self.task_id, "mistake": self.mistake, "internal_error": self.internal_error},
         }
 
 
