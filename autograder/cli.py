@@ -54,13 +54,20 @@ def _limits(args: argparse.Namespace) -> Limits:
 def _cmd_grade(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from autograder.grading import grade
+    from autograder.grading import GpuUnavailable, grade
     from autograder.report import print_report, write_results_json
     from autograder.submission import SubmissionError
 
     console = Console(stderr=False)
     try:
-        report = grade(args.path, public_only=args.command == "check", limits=_limits(args), select=args.select)
+        report = grade(
+            args.path,
+            public_only=args.command == "check",
+            limits=_limits(args),
+            select=args.select,
+            gpu=args.gpu,
+            performance=not args.no_speed,
+        )
     except SubmissionError as problem:
         print(f"wsgrade: {problem}", file=sys.stderr)
         if getattr(args, "json", None):
@@ -68,6 +75,9 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
             write_json_atomic({"score": 0, "output": f"Not graded: {problem}", "tests": []}, Path(args.json))
         return EXIT_BAD_INPUT
+    except GpuUnavailable as problem:
+        print(f"wsgrade: {problem}", file=sys.stderr)
+        return EXIT_GRADER_ERROR
     except Exception as problem:  # the grader itself failed: say so, never blame the student
         print(f"wsgrade: the grader failed ({type(problem).__name__}: {problem}); please report this", file=sys.stderr)
         return EXIT_GRADER_ERROR
@@ -153,6 +163,13 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
         "-k", dest="select", metavar="EXPR", help="run only the tests matching this pytest -k expression"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print the tables without the feedback")
+    parser.add_argument(
+        "--gpu",
+        choices=("auto", "require", "off"),
+        default="auto",
+        help="GPU tests: auto runs them where CuPy sees a CUDA device, require fails without one, off skips them",
+    )
+    parser.add_argument("--no-speed", action="store_true", help="leave out the timing tests (Task 5.2/5.3)")
 
 
 def build_parser() -> argparse.ArgumentParser:

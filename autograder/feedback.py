@@ -29,12 +29,16 @@ class CheckFailed(AssertionError):
         message: what went wrong, for the student.
         hint: a plain-words hint naming the recognised mistake, if any.
         mistake: a short id of the recognised mistake (for the class report), if any.
+        fraction: the share of the test's points still earned (partial credit, e.g. a speed band).
     """
 
-    def __init__(self, message: str, *, hint: str | None = None, mistake: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, mistake: str | None = None, fraction: float = 0.0
+    ) -> None:
         self.message = message
         self.hint = hint
         self.mistake = mistake
+        self.fraction = min(max(fraction, 0.0), 1.0)
         super().__init__(self.feedback)
 
     @property

@@ -30,10 +30,21 @@ from autograder.sandbox.client import Limits, Sandbox
 from autograder.submission import PreparedSubmission, load_submission
 from autograder.tasks import HIDDEN_VISIBILITY, PARTS, contract_functions, task_by_id
 
-__all__ = ["HIDDEN_TESTS", "SANDBOX_KEY", "GradingReport", "TestResult", "grade", "grade_prepared"]
+__all__ = [
+    "GPU_KEY",
+    "HIDDEN_TESTS",
+    "SANDBOX_KEY",
+    "GpuUnavailable",
+    "GradingReport",
+    "TestResult",
+    "gpu_available",
+    "grade",
+    "grade_prepared",
+]
 
 HIDDEN_TESTS = Path(__file__).resolve().parent / "hidden_tests"
 SANDBOX_KEY = pytest.StashKey[Sandbox]()
+GPU_KEY = pytest.StashKey[str]()
 _OUTPUT_LIMIT = 6000
 
 
@@ -132,14 +143,18 @@ class GradingReport:
         return {part: (round(v[0], 4), round(v[1], 4)) for part, v in sorted(totals.items())}
 
     def to_gradescope(self) -> dict[str, Any]:
-        """The report in Gradescope's ``results.json`` format (our extras under ``extra_data``)."""
+        """The report in Gradescope's ``results.json`` format (our extras under ``extra_data``).
+
+        The total is the sum of the rounded test scores, so the file adds up exactly.
+        """
+        tests = [test.to_gradescope() for test in self.tests]
         return {
-            "score": round(self.score, 4),
+            "score": round(sum(test["score"] for test in tests), 4),
             "execution_time": round(self.execution_time, 3),
             "output": self.output,
             "visibility": "visible",
             "stdout_visibility": "hidden",
-            "tests": [test.to_gradescope() for test in self.tests],
+            "tests": tests,
             "extra_data": {
                 "max_score": round(self.max_score, 4),
                 "mode": self.mode,
@@ -152,6 +167,20 @@ class GradingReport:
                 "limits": self.limits,
             },
         }
+
+
+class GpuUnavailable(RuntimeError):
+    """``--gpu require`` was asked for on a machine without a usable CUDA device."""
+
+
+def gpu_available() -> bool:
+    """Whether CuPy is installed and sees at least one CUDA device."""
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount()) > 0
+    except Exception:  # ImportError, or CUDA errors when no driver/device is present
+        return False
 
 
 def _find_check_failed(exc: BaseException | None) -> CheckFailed | None:
@@ -182,21 +211,24 @@ class _Record:
     mistake: str | None
     internal_error: bool
     seconds: float
+    fraction: float = 0.0
 
 
 class _Collector:
     """A pytest plugin that records each graded test's verdict and hands the sandbox to the tests."""
 
-    def __init__(self, sandbox: Sandbox, public_only: bool, performance: bool) -> None:
+    def __init__(self, sandbox: Sandbox, public_only: bool, performance: bool, gpu: str) -> None:
         self.sandbox = sandbox
         self.public_only = public_only
         self.performance = performance
+        self.gpu = gpu
         self.records: list[_Record] = []
         self.weights: dict[str, float] = defaultdict(float)
         self.problems: list[str] = []
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[SANDBOX_KEY] = self.sandbox
+        config.stash[GPU_KEY] = self.gpu
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -229,8 +261,14 @@ class _Collector:
         assert marker is not None  # items without one were deselected above
         task = task_by_id(marker.args[0])
         doc = (getattr(item, "function", None).__doc__ or item.name).strip().splitlines()[0]  # type: ignore[union-attr]
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:
+            doc += f" [{callspec.id}]"
         tags = tuple(dict.fromkeys((task.function, *marker.kwargs.get("also", ()), *task.tags)))
-        status, output, mistake, internal = "passed", "", None, False
+        status, output, mistake, internal, fraction = "passed", "", None, False, 0.0
+        notes = [str(value) for key, value in report.user_properties if key == "feedback"]
+        if report.passed:
+            output = "\n".join(notes)
         if report.skipped:
             status = "skipped"
             longrepr = report.longrepr
@@ -240,7 +278,7 @@ class _Collector:
             status = "failed"
             verdict = _find_check_failed(call.excinfo.value if call.excinfo else None)
             if verdict is not None:
-                output, mistake = verdict.feedback, verdict.mistake
+                output, mistake, fraction = verdict.feedback, verdict.mistake, verdict.fraction
             else:
                 internal = True
                 error = call.excinfo.value if call.excinfo else None
@@ -262,6 +300,7 @@ class _Collector:
             mistake,
             internal,
             report.duration,
+            fraction,
         )
 
 
@@ -281,9 +320,9 @@ def _hypothesis_home() -> Iterator[None]:
 
 
 def _run_pytest(
-    sandbox: Sandbox, *, public_only: bool, performance: bool, select: str | None, pytest_args: list[str]
+    sandbox: Sandbox, *, public_only: bool, performance: bool, gpu: str, select: str | None, pytest_args: list[str]
 ) -> tuple[_Collector, str]:
-    collector = _Collector(sandbox, public_only, performance)
+    collector = _Collector(sandbox, public_only, performance, gpu)
     args = [
         str(HIDDEN_TESTS),
         "-c",
@@ -308,6 +347,7 @@ def grade_prepared(
     *,
     public_only: bool = False,
     performance: bool = True,
+    gpu: str = "auto",
     limits: Limits | None = None,
     select: str | None = None,
     pytest_args: list[str] | None = None,
@@ -318,13 +358,22 @@ def grade_prepared(
         submission: the submission.
         public_only: run only the public tests (``wsgrade check``).
         performance: run the timing tests (False: leave out the tasks tagged ``performance``).
+        gpu: ``auto`` runs the GPU tests where CuPy sees a CUDA device (else they are skipped with 0
+            possible points), ``require`` fails when there is none, ``off`` skips them.
         limits: resource limits for the student's code.
         select: a pytest ``-k`` expression to run part of the suite (for instructors and tests).
         pytest_args: extra pytest arguments.
 
     Returns:
         The report.
+
+    Raises:
+        GpuUnavailable: when ``gpu="require"`` and no CUDA device is usable.
     """
+    if gpu not in ("auto", "require", "off"):
+        raise ValueError(f"gpu must be 'auto', 'require' or 'off', not {gpu!r}")
+    if gpu == "require" and not gpu_available():
+        raise GpuUnavailable("--gpu require: CuPy with a CUDA device is needed, and none is usable here")
     started = time.perf_counter()
     limits = limits or Limits()
     notes = list(submission.notes)
@@ -343,7 +392,12 @@ def grade_prepared(
         except Exception as problem:  # SubmissionDoesNotLoad: every test will fail with this message
             notes.append(f"Your code could not be loaded, so no test could pass: {problem}")
         collector, log = _run_pytest(
-            sandbox, public_only=public_only, performance=performance, select=select, pytest_args=pytest_args or []
+            sandbox,
+            public_only=public_only,
+            performance=performance,
+            gpu=gpu,
+            select=select,
+            pytest_args=pytest_args or [],
         )
         restarts = sandbox.workers_started
     tests = []
@@ -356,7 +410,7 @@ def grade_prepared(
             TestResult(
                 record.name,
                 record.task_id,
-                max_score if record.status == "passed" else 0.0,
+                max_score if record.status == "passed" else max_score * record.fraction,
                 max_score,
                 record.status,
                 record.output,

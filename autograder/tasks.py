@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HIDDEN_VISIBILITY", "PARTS", "TASKS", "Task", "contract_functions", "task_by_id", "tasks_for_function"]
+__all__ = [
+    "HIDDEN_VISIBILITY",
+    "PARTS",
+    "SPEED_BANDS",
+    "SPEED_EDGE_MARGIN",
+    "SPEED_SHAPES",
+    "TASKS",
+    "SpeedShape",
+    "Task",
+    "contract_functions",
+    "task_by_id",
+    "tasks_for_function",
+]
 
 #: Gradescope visibility of hidden tests: their scores and feedback appear once grades are published.
 HIDDEN_VISIBILITY = "after_published"
@@ -76,6 +88,38 @@ TASKS: tuple[Task, ...] = (
 )
 
 _BY_ID = {task.id: task for task in TASKS}
+
+
+@dataclass(frozen=True)
+class SpeedShape:
+    """A realistic layer on which conv2d_fast is timed (and the benchmark runs).
+
+    Attributes:
+        name: a short name for reports.
+        x: input shape ``(N, C_in, H, W)``.
+        weight: filter shape ``(C_out, C_in, kh, kw)``.
+        stride: the stride.
+        padding: the padding.
+    """
+
+    name: str
+    x: tuple[int, int, int, int]
+    weight: tuple[int, int, int, int]
+    stride: int
+    padding: int
+
+
+#: Task 5.2's layers: CIFAR-10's first layer, a ResNet-stage 3x3 at batch 16, a 7x7 stem with stride 2.
+SPEED_SHAPES: tuple[SpeedShape, ...] = (
+    SpeedShape("cifar-first-layer", (64, 3, 32, 32), (32, 3, 5, 5), 1, 2),
+    SpeedShape("resnet-stage-3x3", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1),
+    SpeedShape("stem-7x7-stride-2", (16, 3, 112, 112), (32, 3, 7, 7), 2, 3),
+)
+
+#: Task 5.2's bands: (largest time ratio to the reference's conv2d_fast, share of the test's points).
+#: A ratio within 15% of a band edge is measured again with more rounds before it is scored.
+SPEED_BANDS: tuple[tuple[float, float], ...] = ((2.0, 1.0), (4.0, 0.75), (10.0, 0.4))
+SPEED_EDGE_MARGIN = 0.15
 
 
 def task_by_id(task_id: str) -> Task:

@@ -10,17 +10,20 @@ the same for every submission.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from dataclasses import replace
 from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from autograder.checks import SubmissionProxy
-from autograder.grading import SANDBOX_KEY
+from autograder.grading import GPU_KEY, SANDBOX_KEY
 from autograder.reference import load_reference
 from autograder.sandbox.client import Limits, Sandbox
-from autograder.submission import load_submission
+from autograder.source import SOLUTION_SOURCE, module_text
+from autograder.submission import PreparedSubmission, load_submission
 from autograder.tasks import contract_functions
 
 settings.register_profile(
@@ -39,6 +42,7 @@ settings.load_profile("grading")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--submission", help="the submission to test when running this suite directly with pytest")
+    parser.addoption("--gpu", choices=("auto", "require", "off"), default="auto", help="GPU tests (default auto)")
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +61,25 @@ def sub(request: pytest.FixtureRequest, ref: ModuleType) -> Iterator[SubmissionP
         pytest.exit("pass --submission PATH (a weight_sharing.py, .ipynb, folder or .zip)", returncode=4)
     with Sandbox(load_submission(path), contract_functions(), Limits()) as own:
         yield SubmissionProxy(own, ref)
+
+
+@pytest.fixture(scope="session")
+def reference_worker(sub: SubmissionProxy) -> Iterator[Sandbox]:
+    """The reference running in its own worker, with the student's limits: the speed tests time
+    both through the same path, so that transfer costs and thread settings are the same."""
+    code = module_text(SOLUTION_SOURCE.read_text(), stubs=False)
+    submission = PreparedSubmission(
+        "module", (code,), "weight_sharing.py", "<reference>", hashlib.sha256(code.encode()).hexdigest()
+    )
+    limits = replace(sub.sandbox.limits, call_timeout=120.0, budget_seconds=3600.0)
+    with Sandbox(submission, ("conv2d_fast",), limits) as box:
+        yield box
+
+
+@pytest.fixture(scope="session")
+def gpu_mode(request: pytest.FixtureRequest) -> str:
+    """``auto``, ``require`` or ``off`` (``wsgrade grade --gpu``)."""
+    return request.config.stash.get(GPU_KEY, None) or request.config.getoption("--gpu")
 
 
 @pytest.fixture(autouse=True)

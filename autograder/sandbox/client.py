@@ -33,7 +33,9 @@ __all__ = [
     "CallTimeout",
     "FunctionMissing",
     "GradingBudgetExceeded",
+    "Layer",
     "Limits",
+    "OnDevice",
     "Sandbox",
     "SandboxError",
     "StudentRaised",
@@ -142,6 +144,19 @@ class ArrayView:
 
 
 @dataclass(frozen=True)
+class OnDevice:
+    """An array the worker must move to the GPU (as a CuPy array) before the call.
+
+    The grader never needs CuPy for this: the array travels as ``.npy`` with a device mark.
+
+    Attributes:
+        array: the array.
+    """
+
+    array: np.ndarray
+
+
+@dataclass(frozen=True)
 class Layer:
     """A layer description sent instead of a function (see :func:`worker.build_layer`).
 
@@ -165,6 +180,7 @@ class CallResult:
         mutated: names of array arguments the call modified in place.
         seconds: wall time of the round trip, measured here.
         device: ``"cupy"`` when the value arrived as a CuPy array, else ``""``.
+        lines: lines of the submission executed by the call, when counting was asked for.
     """
 
     value: Any
@@ -172,6 +188,7 @@ class CallResult:
     mutated: tuple[str, ...]
     seconds: float
     device: str = ""
+    lines: int | None = None
 
 
 def _encode_request(value: Any, frames: list[bytes], uses: set[str]) -> Any:
@@ -184,6 +201,10 @@ def _encode_request(value: Any, frames: list[bytes], uses: set[str]) -> Any:
         }
     if isinstance(value, Layer):
         return {"__layer__": _encode_request(value.spec, frames, uses)}
+    if isinstance(value, OnDevice):
+        uses.add("cupy")
+        frames.append(wire._array_to_frame(value.array))
+        return {"__array__": len(frames) - 1, "device": "cupy"}
     if type(value).__module__.split(".")[0] == "cupy":
         uses.add("cupy")
         frames.append(wire._array_to_frame(value.get()))
@@ -431,6 +452,7 @@ class Sandbox:
         *,
         argnames: tuple[str, ...] = (),
         timeout: float | None = None,
+        count_lines: bool = False,
     ) -> CallResult:
         """Call ``function(*args, **kwargs)`` in the worker.
 
@@ -440,6 +462,7 @@ class Sandbox:
             kwargs: keyword arguments, likewise.
             argnames: the contract's parameter names, so that the worker can name mutated arguments.
             timeout: seconds for this call (default: the limits' ``call_timeout``).
+            count_lines: count the submission's lines the call executes (slows the call down).
 
         Returns:
             The result.
@@ -461,6 +484,7 @@ class Sandbox:
             "kwargs": _encode_request(dict(kwargs or {}), frames, uses),
             "argnames": list(argnames),
             "device": "cupy" if "cupy" in uses else "",
+            "count_lines": count_lines,
         }
         limit = self.limits.call_timeout if timeout is None else timeout
         deadline = min(time.monotonic() + limit, self._deadline + 1.0)
@@ -489,4 +513,5 @@ class Sandbox:
             raise WorkerCrashed(f"the result of {function} could not be read ({problem})") from None
         device = "cupy" if isinstance(reply.get("result"), dict) and reply["result"].get("device") == "cupy" else ""
         mutated = tuple(str(name) for name in reply.get("mutated", []) if name in argnames or name in (kwargs or {}))
-        return CallResult(value, output, mutated, seconds, device)
+        lines = reply.get("lines")
+        return CallResult(value, output, mutated, seconds, device, lines if type(lines) is int else None)

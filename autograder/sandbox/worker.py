@@ -206,7 +206,8 @@ def build_layer(spec: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
 
     Kinds: ``circular_conv`` (weight, bias), ``relu``, ``square``, ``scale`` (factor),
     ``position_bias`` (bias of shape (H, W)), ``untied_1x1`` (weight (H, W, C_out, C_in)),
-    ``subsample_upsample`` (stride), ``crop`` (by), ``zero_pad_conv`` (weight), ``compose`` (layers).
+    ``subsample_upsample`` (stride), ``crop`` (by), ``zero_pad_conv`` (weight), ``global_avg_pool``
+    (output ``(N, C, 1, 1)``), ``compose`` (layers).
 
     Args:
         spec: the description, with arrays as NumPy arrays.
@@ -239,6 +240,8 @@ def build_layer(spec: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     if kind == "crop":
         k = spec["by"]
         return lambda x: x[..., k:, k:]
+    if kind == "global_avg_pool":
+        return lambda x: x.mean(axis=(-2, -1), keepdims=True)
     if kind == "zero_pad_conv":
         weight = spec["weight"]
 
@@ -363,6 +366,31 @@ def _load_submission(spec: dict[str, Any], module: Any) -> list[dict[str, Any]]:
     return errors
 
 
+def _count_lines(function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], prefix: str) -> tuple[Any, int]:
+    """Call ``function``, counting the lines executed in the submission's own files.
+
+    A deterministic measure of Python-level work: a vectorised convolution runs the same lines
+    whatever the image size, a loop over pixels runs more lines for a larger image.
+    """
+    count = 0
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def calls(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename.startswith(prefix) else None
+
+    sys.settrace(calls)
+    try:
+        result = function(*args, **kwargs)
+    finally:
+        sys.settrace(None)
+    return result, count
+
+
 def main() -> None:  # pragma: no cover - runs in the worker process
     """Serve call requests until the request pipe closes."""
     with open(sys.argv[1]) as handle:
@@ -417,11 +445,14 @@ def main() -> None:  # pragma: no cover - runs in the worker process
             reply = {"ok": False, "missing": True}
         else:
             try:
-                result = function(*args, **kwargs)
+                if request.get("count_lines"):
+                    result, reply_lines = _count_lines(function, args, kwargs, prefix)
+                else:
+                    result, reply_lines = function(*args, **kwargs), None
                 if request.get("device") == "cupy":
                     cupy = sys.modules["cupy"]
                     cupy.cuda.get_current_stream().synchronize()
-                reply = {"ok": True, "result": encode(result, out_frames)}
+                reply = {"ok": True, "result": encode(result, out_frames), "lines": reply_lines}
             except BaseException as exc:  # SystemExit and KeyboardInterrupt included: report, keep serving
                 reply = {"ok": False, "error": _exception_record(exc, prefix)}
         reply["mutated"] = [k for k, v in snapshots.items() if not np.array_equal(v, named[k], equal_nan=True)]

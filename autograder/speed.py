@@ -1,0 +1,162 @@
+"""Grading speed fairly on a noisy machine: a ratio to the reference, measured in the same run.
+
+The student's ``conv2d_fast`` and the reference's run in two worker processes with the same BLAS
+thread count. Each round sends both the same *fresh* random inputs, in alternating order
+(A B, B A, ...) so that drifts in machine load hit both; the time of a call is measured here, in the
+grader, around the whole round trip (a student cannot patch the clock, and transfer costs appear
+on both sides). Every student output is checked, so code that returns garbage or a cached answer
+when it suspects a timing run gets nothing. The score is the band of the ratio of the medians
+(``SPEED_BANDS`` in :mod:`autograder.tasks`); a ratio within ``SPEED_EDGE_MARGIN`` of a band's
+edge is measured again with more rounds before it is scored.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from autograder.sandbox.client import CallResult
+from autograder.tasks import SPEED_BANDS, SPEED_EDGE_MARGIN, SpeedShape
+
+__all__ = ["SpeedVerdict", "band", "fresh_inputs", "measure_speed", "near_band_edge"]
+
+ROUNDS = 5
+EXTRA_ROUNDS = 4
+#: A timed student call may take this many times the reference's warm-up time (at least 3 s):
+#: beyond the last band it earns nothing, so waiting longer would only waste the grading budget.
+TIMEOUT_FACTOR = 15.0
+
+
+def band(ratio: float) -> tuple[float, str]:
+    """The share of points for a time ratio, and the band in words.
+
+    Args:
+        ratio: student time / reference time.
+
+    Returns:
+        ``(fraction, description)``.
+    """
+    lower = 0.0
+    for limit, fraction in SPEED_BANDS:
+        if ratio <= limit:
+            return fraction, f"within {limit:g}x of the reference's time" if lower == 0 else (
+                f"between {lower:g}x and {limit:g}x the reference's time"
+            )
+        lower = limit
+    return 0.0, f"more than {SPEED_BANDS[-1][0]:g}x the reference's time"
+
+
+def near_band_edge(ratio: float) -> bool:
+    """Whether a ratio is within the margin of a band edge (and deserves more rounds)."""
+    return any(abs(ratio / limit - 1) <= SPEED_EDGE_MARGIN for limit, _ in SPEED_BANDS)
+
+
+def fresh_inputs(shape: SpeedShape, seed: int, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random ``(x, weight, bias)`` of a speed shape; a new seed for every timed call.
+
+    Args:
+        shape: the layer.
+        seed: the round's seed (fixed per round, so every run times the same data).
+        dtype: the dtype.
+
+    Returns:
+        The arrays.
+    """
+    rng = np.random.default_rng(seed)
+    return (
+        rng.standard_normal(shape.x).astype(dtype),
+        rng.standard_normal(shape.weight).astype(dtype),
+        rng.standard_normal(shape.weight[0]).astype(dtype),
+    )
+
+
+@dataclass(frozen=True)
+class SpeedVerdict:
+    """The outcome of timing one shape.
+
+    Attributes:
+        shape: the layer.
+        student: seconds of each timed student call.
+        reference: seconds of each timed reference call.
+    """
+
+    shape: SpeedShape
+    student: tuple[float, ...]
+    reference: tuple[float, ...]
+
+    @property
+    def ratio(self) -> float:
+        """Median student time over median reference time."""
+        return statistics.median(self.student) / statistics.median(self.reference)
+
+    @property
+    def fraction(self) -> float:
+        """The share of points earned."""
+        return band(self.ratio)[0]
+
+    def describe(self) -> str:
+        """The measurement in words, for the student."""
+        _, words = band(self.ratio)
+        return (
+            f"{self.shape.name} {self.shape.x} with {self.shape.weight[0]} filters of "
+            f"{self.shape.weight[2]}x{self.shape.weight[3]}, stride {self.shape.stride}, padding {self.shape.padding}: "
+            f"your conv2d_fast took {1000 * statistics.median(self.student):.0f} ms, the reference "
+            f"{1000 * statistics.median(self.reference):.0f} ms (median of {len(self.student)} rounds): "
+            f"{self.ratio:.1f}x, {words}, {self.fraction:.0%} of the points"
+        )
+
+
+Call = Callable[[tuple[np.ndarray, np.ndarray, np.ndarray], float | None], CallResult]
+
+
+def measure_speed(
+    shape: SpeedShape,
+    student: Call,
+    reference: Call,
+    check: Callable[[CallResult, CallResult, tuple[np.ndarray, ...]], None],
+    *,
+    seed: int,
+    rounds: int = ROUNDS,
+) -> SpeedVerdict:
+    """Time the student's function against the reference's on one shape (see the module docstring).
+
+    Args:
+        shape: the layer.
+        student: makes one student call with the given inputs and timeout.
+        reference: makes one reference call with the given inputs.
+        check: raises when the student's result (first) does not match the reference's (second).
+        seed: the first round's seed.
+        rounds: timed rounds before any re-measurement.
+
+    Returns:
+        The verdict.
+    """
+    warm_inputs = fresh_inputs(shape, seed)
+    warm_reference = reference(warm_inputs, None)
+    timeout = max(3.0, TIMEOUT_FACTOR * warm_reference.seconds)
+    check(student(warm_inputs, timeout), warm_reference, warm_inputs)
+    student_times: list[float] = []
+    reference_times: list[float] = []
+
+    def run(count: int) -> None:
+        for _ in range(count):
+            inputs = fresh_inputs(shape, seed + 1 + len(student_times))
+            if len(student_times) % 2 == 0:
+                mine = student(inputs, timeout)
+                theirs = reference(inputs, None)
+            else:
+                theirs = reference(inputs, None)
+                mine = student(inputs, timeout)
+            check(mine, theirs, inputs)
+            student_times.append(mine.seconds)
+            reference_times.append(theirs.seconds)
+
+    run(rounds)
+    verdict = SpeedVerdict(shape, tuple(student_times), tuple(reference_times))
+    if near_band_edge(verdict.ratio):
+        run(EXTRA_ROUNDS)
+        verdict = SpeedVerdict(shape, tuple(student_times), tuple(reference_times))
+    return verdict

@@ -1,0 +1,157 @@
+"""End to end: the grader on the reference, the stubs and the examples, through the library and the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.grading import GradingReport, grade
+from autograder.release import RELEASE_DIR, student_notebook
+from autograder.tasks import TASKS
+from tests.corpus import reference_source
+
+GRADESCOPE_STATUSES = {"passed", "failed", "skipped"}
+GRADESCOPE_VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+CONTRACT = {task.function for task in TASKS}
+
+
+@pytest.fixture(scope="module")
+def reference_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("reference") / "weight_sharing.py"
+    path.write_text(reference_source())
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_report(reference_file: Path) -> GradingReport:
+    return grade(reference_file)
+
+
+@pytest.fixture(scope="module")
+def stub_report() -> GradingReport:
+    return grade(RELEASE_DIR / "weight_sharing.py", performance=False)
+
+
+def test_reference_scores_full_marks(reference_report: GradingReport) -> None:
+    failed = [f"{t.name}\n{t.output}" for t in reference_report.tests if t.status == "failed"]
+    assert not failed, "\n\n".join(failed)
+    assert reference_report.score == pytest.approx(reference_report.max_score)
+    ran = {t.task_id for t in reference_report.tests if t.status == "passed"}
+    gpu_tasks = {task.id for task in TASKS if "gpu" in task.tags}
+    assert ran | gpu_tasks == {task.id for task in TASKS}, "every task has hidden tests"
+    assert reference_report.max_score == pytest.approx(sum(t.points for t in TASKS if t.id in ran))
+
+
+def test_stubs_score_zero_with_a_clear_message(stub_report: GradingReport) -> None:
+    assert stub_report.score == 0
+    for test in stub_report.tests:
+        assert test.status == "failed", test.name
+        assert "is not implemented yet (Task" in test.output, test.output
+        assert not test.internal_error
+
+
+def test_results_json_follows_gradescope_format(reference_report: GradingReport) -> None:
+    data = json.loads(json.dumps(reference_report.to_gradescope()))
+    assert {"score", "execution_time", "output", "tests"} <= set(data)
+    for test in data["tests"]:
+        assert {"name", "score", "max_score", "output", "visibility", "status", "tags"} <= set(test)
+        assert test["status"] in GRADESCOPE_STATUSES and test["visibility"] in GRADESCOPE_VISIBILITIES
+        assert test["tags"][0] in CONTRACT and set(test["tags"]) <= CONTRACT | {"performance", "gpu"}
+    assert data["score"] == pytest.approx(sum(t["score"] for t in data["tests"]))
+
+
+def test_public_tests_are_visible_and_hidden_ones_wait_for_publication(reference_report: GradingReport) -> None:
+    visibilities = {t.visibility for t in reference_report.tests}
+    assert visibilities == {"visible", "after_published"}
+
+
+def _without_timing(report: GradingReport) -> dict:
+    data = report.to_gradescope()
+    data.pop("execution_time")
+    return data
+
+
+def test_grading_is_deterministic() -> None:
+    path = Path(__file__).parent.parent / "examples" / "submissions" / "carol_classic_mistakes.py"
+    first, second = grade(path, performance=False), grade(path, performance=False)
+    assert _without_timing(first) == _without_timing(second)
+    assert first.score < first.max_score
+
+
+def test_notebook_folder_and_zip_submissions_grade_like_the_module(tmp_path: Path, reference_file: Path) -> None:
+    source = reference_file.read_text()
+    notebook = student_notebook()
+    definitions = nbformat.v4.new_code_cell(source)
+    notebook.cells = [nbformat.v4.new_code_cell("%matplotlib inline\n!pip install numpy"), definitions, *notebook.cells]
+    for number, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{number}"
+    # the student notebook's stub cells come after and would overwrite the definitions: drop them
+    notebook.cells = [c for c in notebook.cells if "raise NotImplementedError" not in c.source]
+    (tmp_path / "nb").mkdir()
+    nbformat.write(notebook, tmp_path / "nb" / "weight_sharing.ipynb")
+    folder = tmp_path / "folder" / "alice"
+    folder.mkdir(parents=True)
+    shutil.copy(reference_file, folder / "weight_sharing.py")
+    with zipfile.ZipFile(tmp_path / "alice.zip", "w") as archive:
+        archive.write(folder / "weight_sharing.py", "alice/weight_sharing.py")
+    for path in (tmp_path / "nb" / "weight_sharing.ipynb", tmp_path / "folder", tmp_path / "alice.zip"):
+        report = grade(path, performance=False)
+        assert report.score == pytest.approx(report.max_score), [t.output for t in report.tests if t.status == "failed"]
+    notebook_report = grade(tmp_path / "nb", performance=False)
+    assert "shell/magic line(s)" in notebook_report.output
+
+
+def _wsgrade(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autograder", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_grade_writes_results_json_and_exits_zero_for_any_score(tmp_path: Path) -> None:
+    result = _wsgrade("grade", str(RELEASE_DIR / "weight_sharing.py"), "--json", "out.json", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Score: 0.00" in result.stdout
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert data["score"] == 0 and data["tests"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("notes.txt", b"hello", "not a submission"),
+        ("weight_sharing.ipynb", b"{not json", "not a valid Jupyter notebook"),
+        ("weight_sharing.py", b"\xff\xfe\x00bad", "not UTF-8"),
+        ("weight_sharing.py", b"", "is empty"),
+        ("empty_folder", None, "no weight_sharing.py"),
+    ],
+)
+def test_cli_rejects_what_is_not_a_submission(tmp_path: Path, name: str, content: bytes | None, words: str) -> None:
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    result = _wsgrade("grade", str(path), "--json", "out.json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert words in result.stderr
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert data["score"] == 0 and words in data["output"]
+
+
+def test_cli_check_runs_only_the_public_tests(tmp_path: Path, reference_file: Path) -> None:
+    result = _wsgrade("check", str(reference_file), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "public tests pass" in result.stdout
+    assert "Self-check" in result.stdout
+
+
+def test_the_grader_process_never_imports_the_submission(reference_report: GradingReport) -> None:
+    assert reference_report.tests
+    assert "weight_sharing" not in sys.modules

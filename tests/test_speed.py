@@ -1,0 +1,98 @@
+"""Task 5.2: speed is graded as a banded ratio to the reference, with correctness first."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from autograder.grading import GradingReport, grade
+from autograder.speed import band, near_band_edge
+from autograder.tasks import SPEED_BANDS
+from tests.corpus import reference_source
+
+NAIVE_FAST = '''
+def conv2d_fast(x, weight, bias=None, stride=1, padding=0):
+    """A loop over every output pixel: correct, and far too slow."""
+    N, C_in, H_out, W_out = _check_conv_args(x, weight, bias, stride, padding)
+    C_out, _, kh, kw = weight.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out = np.zeros((N, C_out, H_out, W_out), dtype=np.result_type(x, weight))
+    for n in range(N):
+        for o in range(C_out):
+            for i in range(H_out):
+                for j in range(W_out):
+                    window = xp[n, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
+                    out[n, o, i, j] = np.sum(window * weight[o]) + (0 if bias is None else bias[o])
+    return out
+'''
+
+CHEATING_FAST = '''
+_calls = [0]
+
+
+def conv2d_fast(x, weight, bias=None, stride=1, padding=0):
+    """Right on small inputs; on big ones (a timing run?) returns zeros instantly."""
+    _calls[0] += 1
+    if x.size > 100_000:
+        N, _, H_out, W_out = _check_conv_args(x, weight, bias, stride, padding)
+        return np.zeros((N, weight.shape[0], H_out, W_out))
+    return conv2d_layer(x, weight, bias, stride=stride, padding=padding)
+'''
+
+
+def _with_fast(tmp_path: Path, replacement: str) -> Path:
+    source = reference_source()
+    lines = source.splitlines(keepends=True)
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "conv2d_fast")
+    path = tmp_path / "weight_sharing.py"
+    path.write_text("".join(lines[: node.lineno - 1]) + replacement + "".join(lines[node.end_lineno :]))
+    return path
+
+
+def _points(report: GradingReport, task_id: str) -> tuple[float, float]:
+    tests = [t for t in report.tests if t.task_id == task_id]
+    return sum(t.score for t in tests), sum(t.max_score for t in tests)
+
+
+@pytest.mark.parametrize(
+    ("ratio", "fraction"), [(0.5, 1.0), (2.0, 1.0), (2.01, 0.75), (4.0, 0.75), (9.9, 0.4), (10.01, 0.0), (300.0, 0.0)]
+)
+def test_bands(ratio: float, fraction: float) -> None:
+    assert band(ratio)[0] == fraction
+
+
+def test_only_ratios_near_an_edge_are_measured_again() -> None:
+    edges = [limit for limit, _ in SPEED_BANDS]
+    assert all(near_band_edge(edge * 1.1) and near_band_edge(edge * 0.9) for edge in edges)
+    assert not near_band_edge(1.0) and not near_band_edge(3.0) and not near_band_edge(6.5) and not near_band_edge(20.0)
+
+
+@pytest.mark.slow
+def test_the_reference_as_a_student_gets_full_speed_points(tmp_path: Path) -> None:
+    path = tmp_path / "weight_sharing.py"
+    path.write_text(reference_source())
+    report = grade(path, select="test_part5")
+    earned, possible = _points(report, "5.2")
+    assert possible > 0 and earned == pytest.approx(possible), [t.output for t in report.tests if t.task_id == "5.2"]
+
+
+@pytest.mark.slow
+def test_pixel_loops_get_correctness_points_and_no_speed_points(tmp_path: Path) -> None:
+    report = grade(_with_fast(tmp_path, NAIVE_FAST), select="test_part5")
+    earned, possible = _points(report, "5.1")
+    assert earned == pytest.approx(possible), "a correct pixel loop earns every correctness point"
+    earned, possible = _points(report, "5.2")
+    assert possible > 0 and earned == 0
+    speed = [t for t in report.tests if t.task_id == "5.2"]
+    assert all(t.mistake in ("slow", "pixel-loops") for t in speed), [t.mistake for t in speed]
+    assert any("loops over output pixels" in t.output or "grows with the number of pixels" in t.output for t in speed)
+
+
+@pytest.mark.slow
+def test_wrong_answers_when_timed_earn_no_speed_points(tmp_path: Path) -> None:
+    report = grade(_with_fast(tmp_path, CHEATING_FAST), select="test_part5_speed and test_speed")
+    speed = [t for t in report.tests if t.task_id == "5.2"]
+    assert speed and all(t.score == 0 for t in speed)
+    assert all(t.mistake == "wrong-when-timed" for t in speed), [t.output for t in speed]
