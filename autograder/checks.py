@@ -60,6 +60,7 @@ __all__ = [
 FLOAT64_RTOL = 1e-9
 FLOAT32_RTOL = 2e-4
 _CRASHES_BEFORE_GIVING_UP = 3
+_RESULT = object()  # check_exact's default: check the call's return value
 
 
 def plain(value: Any) -> Any:
@@ -102,9 +103,13 @@ def describe_layer(spec: dict[str, Any]) -> str:
         "scale": "multiplication by a constant",
         "position_bias": "adding a bias that differs at each position",
         "untied_1x1": "a 1x1 locally-connected layer (different weights at each position)",
-        "subsample_upsample": f"keeping every {spec.get('stride')}th pixel, then repeating it",
+        "subsample_upsample": (
+            f"subsampling with stride {spec.get('stride')} (x[..., ::{spec.get('stride')}, ::{spec.get('stride')}]), "
+            "then repeating each pixel to the input's size"
+        ),
         "crop": f"cropping {spec.get('by')} row(s) and column(s)",
         "zero_pad_conv": "a convolution with zero padding (not circular)",
+        "global_avg_pool": "global average pooling (the mean over H and W: the output is 1x1)",
     }.get(kind, kind)
 
 
@@ -338,7 +343,7 @@ def _shape_of(wrong: Any) -> tuple[int, ...] | None:
 
 
 def check_exact(
-    outcome: Outcome, expected: Any, *, value: Any = None, what: str = "the result", hints: Sequence[Hint] = ()
+    outcome: Outcome, expected: Any, *, value: Any = _RESULT, what: str = "the result", hints: Sequence[Hint] = ()
 ) -> None:
     """Check a returned int, bool, tuple or list exactly, including its type.
 
@@ -348,22 +353,35 @@ def check_exact(
     Args:
         outcome: the call.
         expected: the expected plain value.
-        value: the value to check (default: the call's return value).
+        value: the value to check (default: the call's return value; pass ``None`` to check a part that
+            must be ``None``).
         what: how the feedback names it.
         hints: classic mistakes; a hint's ``wrong_answer`` returns a plain value.
 
     Raises:
         CheckFailed: with expected vs got and, where recognised, a hint.
+        TypeError: if ``expected`` is not plain data (a bug in the test, not the submission).
     """
-    got = outcome.value if value is None else value
+    if not _is_plain(expected):
+        raise TypeError(f"check_exact compares ints, bools, strings, floats, None and tuples/lists, not {expected!r}")
+    got = outcome.value if value is _RESULT else value
     if _same_plain(got, expected):
         return
     hint = matching_hint(hints, got, _same_plain)
     raise outcome.fail(f"expected {what}: {expected!r}\ngot: {describe_value(got)}", hint=hint)
 
 
+def _is_plain(value: Any) -> bool:
+    if value is None or type(value) in (bool, int, str, float):
+        return True
+    return isinstance(value, tuple | list) and all(_is_plain(item) for item in value)
+
+
 def _same_plain(got: Any, expected: Any) -> bool:
-    if type(expected) is bool or type(expected) is int or type(expected) is str:
+    """Exact equality of plain data, types included (``True`` is not ``1``; ``1.0`` is not ``1``)."""
+    if expected is None:
+        return got is None
+    if type(expected) in (bool, int, str, float):
         return type(got) is type(expected) and got == expected
     if isinstance(expected, tuple | list):
         return (
@@ -371,9 +389,7 @@ def _same_plain(got: Any, expected: Any) -> bool:
             and len(got) == len(expected)
             and all(_same_plain(g, e) for g, e in zip(got, expected, strict=True))
         )
-    if expected is None:
-        return got is None
-    raise TypeError(f"check_exact cannot compare {type(expected).__name__} values")
+    return False
 
 
 def check_float(outcome: Outcome, expected: float, *, tolerance: float, what: str = "the result") -> None:

@@ -75,6 +75,7 @@ def format_array(array: np.ndarray, *, limit: int = SHOW_LIMIT) -> str:
     """
     if array.size <= limit:
         body = np.array2string(array, precision=4, suppress_small=True, separator=", ", max_line_width=100)
+        body = "\n".join(line for line in body.splitlines() if line.strip())  # no blank lines between blocks
         return f"{body}  (shape {array.shape}, {array.dtype})"
     return f"<array of shape {array.shape}, {array.dtype}: too large to show>"
 
@@ -133,8 +134,8 @@ def matching_hint(hints: Sequence[Hint], got: Any, matches: Callable[[Any, Any],
     for hint in hints:
         try:
             wrong = hint.wrong_answer()
-        except (ValueError, IndexError):
-            continue  # this mistake cannot produce an answer for this input
-        if matches(got, wrong):
-            return hint
+            if matches(got, wrong):
+                return hint
+        except Exception:  # a mistake that cannot be replayed on this input is simply not this one
+            continue
     return None

@@ -66,7 +66,9 @@ def mutant_source(mutant: Mutant) -> str:
     segment = "".join(lines[start:end])
     count = segment.count(mutant.old)
     if count != 1:
-        raise ValueError(f"mutant {mutant.name}: the text to replace occurs {count} times in {mutant.location}, not once")
+        raise ValueError(
+            f"mutant {mutant.name}: the text to replace occurs {count} times in {mutant.location}, not once"
+        )
     return "".join(lines[:start]) + segment.replace(mutant.old, mutant.new) + "".join(lines[end:])
 
 

@@ -1,5 +1,171 @@
-"""Mutants of Part 2 (see tests/corpus/__init__.py)."""
+"""Mutants of Part 2: the parameter counts and network_summary (see tests/corpus/__init__.py)."""
 
 from tests.corpus import Mutant
 
-MUTANTS: list[Mutant] = []
+# The reference's network_summary calls conv_output_size and the three counting functions, and
+# locally_connected2d_params calls conv_output_size: a mistake there legitimately costs those too.
+_USES_OUTPUT_SIZE = ("locally_connected2d_params", "network_summary")
+
+MUTANTS = [
+    Mutant(
+        "output-size-missing-plus-one",
+        "conv_output_size",
+        "return int((size + 2 * padding - kernel_size) // stride + 1)",
+        "return int((size + 2 * padding - kernel_size) // stride)",
+        also_breaks=_USES_OUTPUT_SIZE,
+        mistake="output-size-off-by-one",
+    ),
+    Mutant(
+        "output-size-ceil",
+        "conv_output_size",
+        "return int((size + 2 * padding - kernel_size) // stride + 1)",
+        "return int(-(-(size + 2 * padding - kernel_size) // stride) + 1)",
+        also_breaks=_USES_OUTPUT_SIZE,
+        mistake="output-size-ceil",
+    ),
+    Mutant(
+        "output-size-padding-once",
+        "conv_output_size",
+        "return int((size + 2 * padding - kernel_size) // stride + 1)",
+        "return int((size + padding - kernel_size) // stride + 1)",
+        also_breaks=_USES_OUTPUT_SIZE,
+        mistake="padding-counted-once",
+    ),
+    Mutant(
+        "output-size-true-division",
+        "conv_output_size",
+        "return int((size + 2 * padding - kernel_size) // stride + 1)",
+        "return (size + 2 * padding - kernel_size) / stride + 1",
+        also_breaks=_USES_OUTPUT_SIZE,
+        mistake="float-result",
+    ),
+    Mutant(
+        "output-size-fit-check-ignores-padding",
+        "conv_output_size",
+        "    if size + 2 * padding < kernel_size:",
+        "    if size < kernel_size:",
+        also_breaks=_USES_OUTPUT_SIZE,
+    ),
+    Mutant(
+        "output-size-no-fit-check",
+        "conv_output_size",
+        "    if size + 2 * padding < kernel_size:",
+        "    if False:",
+        also_breaks=_USES_OUTPUT_SIZE,
+        mistake="missing-validation",
+    ),
+    Mutant(
+        "dense-missing-bias",
+        "dense_params",
+        "return in_features * out_features + (out_features if bias else 0)",
+        "return in_features * out_features",
+        also_breaks=("network_summary",),
+        mistake="missing-bias-count",
+    ),
+    Mutant(
+        "dense-bias-per-input",
+        "dense_params",
+        "return in_features * out_features + (out_features if bias else 0)",
+        "return in_features * out_features + (in_features if bias else 0)",
+        also_breaks=("network_summary",),
+        mistake="bias-per-input",
+    ),
+    Mutant(
+        "conv-params-missing-in-channels",
+        "conv2d_params",
+        "return out_channels * in_channels * kh * kw + (out_channels if bias else 0)",
+        "return out_channels * kh * kw + (out_channels if bias else 0)",
+        also_breaks=("network_summary",),
+        mistake="missing-in-channels",
+    ),
+    Mutant(
+        "conv-params-bias-flag-ignored",
+        "conv2d_params",
+        "return out_channels * in_channels * kh * kw + (out_channels if bias else 0)",
+        "return out_channels * in_channels * kh * kw + out_channels",
+        also_breaks=("network_summary",),
+        mistake="bias-flag-ignored",
+    ),
+    Mutant(
+        "conv-params-kernel-pair-squared",
+        "conv2d_params",
+        "kh, kw = _pair(kernel_size)",
+        "kh = kw = kernel_size if isinstance(kernel_size, int) else kernel_size[0]",
+        also_breaks=("network_summary",),
+        mistake="kernel-pair",
+    ),
+    Mutant(
+        "lc-params-bias-shared",
+        "locally_connected2d_params",
+        "return positions * out_channels * (in_channels * kh * kw + (1 if bias else 0))",
+        "return positions * out_channels * in_channels * kh * kw + (out_channels if bias else 0)",
+        also_breaks=("network_summary",),
+        mistake="lc-bias-shared",
+    ),
+    Mutant(
+        "lc-params-input-positions",
+        "locally_connected2d_params",
+        "positions = conv_output_size(H, kh, stride) * conv_output_size(W, kw, stride)",
+        "positions = H * W",
+        also_breaks=("network_summary",),
+        mistake="lc-input-positions",
+    ),
+    Mutant(
+        "lc-params-stride-ignored",
+        "locally_connected2d_params",
+        "positions = conv_output_size(H, kh, stride) * conv_output_size(W, kw, stride)",
+        "positions = conv_output_size(H, kh) * conv_output_size(W, kw)",
+        also_breaks=("network_summary",),
+        mistake="stride-ignored",
+    ),
+    Mutant(
+        "summary-pool-stride-one",
+        "network_summary",
+        's = layer.get("stride", layer["kernel_size"])',
+        's = layer.get("stride", 1)',
+        mistake="pool-stride-default",
+    ),
+    Mutant(
+        "summary-padding-ignored",
+        "network_summary",
+        's, p = layer.get("stride", 1), layer.get("padding", 0)',
+        's, p = layer.get("stride", 1), 0',
+        mistake="padding-ignored",
+    ),
+    Mutant(
+        "summary-shapes-as-lists",
+        "network_summary",
+        "summary.append((tuple(int(s) for s in shape), int(params)))",
+        "summary.append(([int(s) for s in shape], int(params)))",
+        mistake="shape-not-tuple",
+    ),
+    Mutant(
+        "summary-running-total",
+        "network_summary",
+        "        summary.append((tuple(int(s) for s in shape), int(params)))",
+        "        summary.append((tuple(int(s) for s in shape), int(params) + (summary[-1][1] if summary else 0)))",
+        mistake="cumulative-params",
+    ),
+    Mutant(
+        "summary-unknown-type-ignored",
+        "network_summary",
+        'raise ValueError(f"unknown layer type {kind!r}")',
+        "params = 0",
+        mistake="missing-validation",
+    ),
+    Mutant(
+        "summary-dense-on-image",
+        "network_summary",
+        "                if len(shape) != 1:\n",
+        "                if False:\n",
+        mistake="missing-validation",
+    ),
+    Mutant(
+        "summary-missing-option-keyerror",
+        "network_summary",
+        "        except KeyError as missing:\n"
+        '            raise ValueError(f"layer {index} ({kind}) is missing the option {missing}") from None\n',
+        "",
+        mistake="wrong-exception",
+    ),
+]

@@ -1,0 +1,86 @@
+"""Stability of the speed grade: the same submission, graded 10 times while a core is kept busy.
+
+    .venv/bin/python benchmarks/speed_stability.py [--runs 10] [--no-load]
+
+Grades Task 5.2 (the timing tests only) for two submissions: the reference's own conv2d_fast
+handed in as a student's, and a slower, honest one (conv2d_layer's loop over kernel offsets used
+as conv2d_fast). Meanwhile another process spins on one core. Prints the points and time ratio of
+every run and whether all runs agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+
+from autograder.grading import grade
+from autograder.source import SOLUTION_SOURCE, module_text
+
+SLOWER_FAST = '''
+def conv2d_fast(x, weight, bias=None, stride=1, padding=0):
+    """An honest, vectorised but slower conv2d_fast: one einsum per kernel offset."""
+    return conv2d_layer(x, weight, bias, stride=stride, padding=padding)
+'''
+
+
+def _spin(stop_at: float) -> None:
+    while time.time() < stop_at:
+        pass
+
+
+def _submissions(folder: Path) -> dict[str, Path]:
+    source = module_text(SOLUTION_SOURCE.read_text(), stubs=False)
+    reference = folder / "reference" / "weight_sharing.py"
+    reference.parent.mkdir()
+    reference.write_text(source)
+    lines = source.splitlines(keepends=True)
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "conv2d_fast")
+    slower = folder / "slower" / "weight_sharing.py"
+    slower.parent.mkdir()
+    slower.write_text("".join(lines[: node.lineno - 1]) + SLOWER_FAST + "".join(lines[node.end_lineno :]))
+    return {"reference as a student": reference, "one einsum per kernel offset": slower}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--no-load", action="store_true", help="do not keep a core busy")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        submissions = _submissions(Path(tmp))
+        spinner = None
+        if not args.no_load:
+            spinner = multiprocessing.Process(target=_spin, args=(time.time() + 24 * 3600,), daemon=True)
+            spinner.start()
+            print("one core kept busy by a spinning process")
+        try:
+            for label, path in submissions.items():
+                outcomes = []
+                print(f"\n{label}")
+                for run in range(1, args.runs + 1):
+                    started = time.perf_counter()
+                    report = grade(path, select="test_speed")
+                    speed = [t for t in report.tests if t.task_id == "5.2"]
+                    points = tuple(round(t.score, 2) for t in speed)
+                    ratios = [
+                        line.split(": ")[-2].split(",")[0] if ": " in line else "?"
+                        for line in (t.output.splitlines()[0] if t.output else "" for t in speed)
+                    ]
+                    outcomes.append(points)
+                    print(
+                        f"  run {run:2d}: points {points} of {tuple(round(t.max_score, 2) for t in speed)}"
+                        f"  ratios {ratios}  ({time.perf_counter() - started:.1f} s)"
+                    )
+                same = sum(outcome == outcomes[0] for outcome in outcomes)
+                print(f"  same speed points in {same} of {len(outcomes)} runs")
+        finally:
+            if spinner is not None:
+                spinner.terminate()
+
+
+if __name__ == "__main__":
+    main()
