@@ -17,7 +17,7 @@ setup() {
     if [ ! -f "$stamp" ]; then
         echo "setting up $VENV (pinned by requirements/constraints.txt) ..."
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt -e ".[test]"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt -e ".[test,platforms]"
         # torch is an optional oracle for the reference; without it those tests are skipped.
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c requirements/constraints.txt "torch==2.13.0" \
             || echo "torch 2.13.0 could not be installed: the torch oracle tests will be skipped"

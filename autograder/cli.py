@@ -153,6 +153,30 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import importlib
+
+    from autograder.integrations import PLATFORMS
+
+    try:
+        module = importlib.import_module(PLATFORMS[args.platform])
+    except ImportError as problem:
+        print(
+            f"wsgrade: exporting to {args.platform} needs its tools ({problem.name} is missing); "
+            'install them with: pip install -e ".[platforms]"',
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    try:
+        written = module.export(Path(args.dest))
+    except (ValueError, FileExistsError) as problem:
+        print(f"wsgrade: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--call-timeout", type=float, metavar="S", help="seconds one call may take (default 10)")
     parser.add_argument("--memory-mb", type=float, metavar="MB", help="memory limit of student code (default 2048)")
@@ -206,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("out_dir", help="the --out folder of grade-all")
     report.add_argument("--png", metavar="FILE", help="also draw the score histogram into a PNG")
     report.set_defaults(func=_cmd_report)
+
+    export = sub.add_parser("export", help="write the problem set for nbgrader, otter-grader or Gradescope")
+    export.add_argument("platform", choices=("nbgrader", "otter", "gradescope"))
+    export.add_argument(
+        "dest", help="nbgrader: a course folder; otter: a folder; gradescope: the autograder .zip to write"
+    )
+    export.set_defaults(func=_cmd_export)
 
     demo = sub.add_parser("demo", help="grade the bundled example submissions (the main job of the Quick start)")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
