@@ -48,6 +48,7 @@ __all__ = [
     "check_array",
     "check_exact",
     "check_float",
+    "check_matches_reference",
     "check_no_mutation",
     "describe_call",
     "describe_layer",
@@ -123,6 +124,7 @@ class Outcome:
         kwargs: the keyword arguments as sent.
         argnames: the contract's parameter names.
         result: what came back.
+        reference: the reference's version of the function (for :func:`check_matches_reference`).
     """
 
     function: str
@@ -130,6 +132,7 @@ class Outcome:
     kwargs: dict[str, Any]
     argnames: tuple[str, ...]
     result: CallResult
+    reference: Callable[..., Any] | None = None
 
     @property
     def value(self) -> Any:
@@ -188,10 +191,13 @@ def _short(value: Any) -> str:
 class StudentFunction:
     """One contract function of the submission, callable from the hidden tests."""
 
-    def __init__(self, proxy: SubmissionProxy, name: str, argnames: tuple[str, ...]) -> None:
+    def __init__(
+        self, proxy: SubmissionProxy, name: str, argnames: tuple[str, ...], reference: Callable[..., Any] | None = None
+    ) -> None:
         self.proxy = proxy
         self.name = name
         self.argnames = argnames
+        self.reference = reference
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> CallResult:
         stuck = self.proxy.stuck.get(self.name)
@@ -220,7 +226,7 @@ class StudentFunction:
             result = self._call(args, kwargs)
         except StudentRaised as raised:
             raise _raised_failure(self.name, args, kwargs, self.argnames, raised) from None
-        return Outcome(self.name, args, dict(kwargs), self.argnames, result)
+        return Outcome(self.name, args, dict(kwargs), self.argnames, result, self.reference)
 
     def attempt(self, *args: Any, **kwargs: Any) -> Outcome | StudentRaised:
         """Call the student's function; return the exception it raised instead of failing."""
@@ -228,7 +234,7 @@ class StudentFunction:
             result = self._call(args, kwargs)
         except StudentRaised as raised:
             return raised
-        return Outcome(self.name, args, dict(kwargs), self.argnames, result)
+        return Outcome(self.name, args, dict(kwargs), self.argnames, result, self.reference)
 
 
 def _raised_failure(
@@ -270,7 +276,7 @@ class SubmissionProxy:
             raise AttributeError(name)
         reference = getattr(self.reference, name)
         argnames = tuple(inspect.signature(reference).parameters)
-        return StudentFunction(self, name, argnames)
+        return StudentFunction(self, name, argnames, reference)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,10 +412,13 @@ def check_float(outcome: Outcome, expected: float, *, tolerance: float, what: st
 
 
 def check_no_mutation(outcome: Outcome) -> None:
-    """Fail when the call modified any of its array arguments in place.
+    """Fail when the call modified any of its array arguments in place, or returned a wrong answer.
+
+    A function earns a no-mutation test only when it is also right on that input: returning
+    garbage without touching the inputs is not worth points.
 
     Raises:
-        CheckFailed: naming the argument.
+        CheckFailed: naming the argument, or as :func:`check_matches_reference`.
     """
     if outcome.result.mutated:
         names = ", ".join(f"`{name}`" for name in outcome.result.mutated)
@@ -418,6 +427,38 @@ def check_no_mutation(outcome: Outcome) -> None:
             "work on a copy (e.g. np.pad or x.copy()) or build a new output array.",
             mistake="mutates-input",
         )
+    check_matches_reference(outcome)
+
+
+def check_matches_reference(outcome: Outcome) -> None:
+    """Check the result against the reference's on the same arguments, whatever its type.
+
+    Arrays are compared with a tolerance relative to their magnitude, floats likewise, tuples part
+    by part, and plain values exactly.
+
+    Raises:
+        CheckFailed: with expected vs got.
+        ValueError: if the outcome has no reference function (a bug in the test).
+    """
+    if outcome.reference is None:
+        raise ValueError(f"no reference function for {outcome.function}")
+    expected = reference_call(outcome.reference, *outcome.args, **outcome.kwargs)
+    _check_value(outcome, expected, outcome.value, "the result")
+
+
+def _check_value(outcome: Outcome, expected: Any, got: Any, what: str) -> None:
+    if isinstance(expected, np.ndarray):
+        check_array(outcome, expected.astype(np.float64), value=got, what=what)
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        if type(got) is not float or not abs(got - expected) <= 1e-6 * max(1.0, abs(expected)):
+            raise outcome.fail(f"expected {what}: {expected:.6g}\ngot: {describe_value(got)}")
+    elif isinstance(expected, tuple) and any(isinstance(part, np.ndarray) for part in expected):
+        if type(got) is not tuple or len(got) != len(expected):
+            raise outcome.fail(f"{what} should be a tuple of {len(expected)} values; got {describe_value(got)}")
+        for index, (want, have) in enumerate(zip(expected, got, strict=True)):
+            _check_value(outcome, want, have, f"part {index} of the result")
+    else:
+        check_exact(outcome, expected, value=got, what=what)
 
 
 def expect_error(function: StudentFunction, *args: Any, because: str, error: str = "ValueError", **kwargs: Any) -> None:

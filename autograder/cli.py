@@ -48,6 +48,7 @@ def _limits(args: argparse.Namespace) -> Limits:
         call_timeout=args.call_timeout if args.call_timeout is not None else defaults.call_timeout,
         memory_bytes=int(args.memory_mb * 1024**2) if args.memory_mb is not None else defaults.memory_bytes,
         budget_seconds=args.budget if args.budget is not None else defaults.budget_seconds,
+        isolation=args.isolation,
     )
 
 
@@ -194,6 +195,12 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
         help="GPU tests: auto runs them where CuPy sees a CUDA device, require fails without one, off skips them",
     )
     parser.add_argument("--no-speed", action="store_true", help="leave out the timing tests (Task 5.2/5.3)")
+    parser.add_argument(
+        "--isolation",
+        choices=("auto", "full", "uid", "user-namespaces", "process"),
+        default="auto",
+        help="how student code is isolated (default: the strongest this machine allows; see README, Security)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

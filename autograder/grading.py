@@ -107,6 +107,7 @@ class GradingReport:
         mode: ``grade`` (all tests) or ``check`` (public tests only).
         grader_version: this package's version.
         limits: the resource limits used.
+        sandbox: the isolation in force: ``mode``, ``protections`` and ``missing``.
     """
 
     tests: tuple[TestResult, ...]
@@ -117,6 +118,7 @@ class GradingReport:
     mode: str = "grade"
     grader_version: str = __version__
     limits: dict[str, Any] = field(default_factory=dict)
+    sandbox: dict[str, Any] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -165,6 +167,7 @@ class GradingReport:
                 "mistakes": sorted({t.mistake for t in self.tests if t.mistake}),
                 "internal_errors": len(self.internal_errors),
                 "limits": self.limits,
+                "sandbox": self.sandbox,
             },
         }
 
@@ -400,6 +403,7 @@ def grade_prepared(
             pytest_args=pytest_args or [],
         )
         restarts = sandbox.workers_started
+        isolation = sandbox.isolation
     tests = []
     for record in collector.records:
         task = task_by_id(record.task_id)
@@ -425,6 +429,8 @@ def grade_prepared(
         raise RuntimeError("the hidden test suite is broken: " + "; ".join(collector.problems) + "\n" + log[-3000:])
     if restarts > 1:
         notes.append(f"the process running your code had to be restarted {restarts - 1} time(s) (crashes or time-outs)")
+    if isolation.missing:
+        notes.append(isolation.describe())
     return GradingReport(
         tests=tuple(tests),
         execution_time=time.perf_counter() - started,
@@ -433,6 +439,11 @@ def grade_prepared(
         sha256=submission.sha256,
         mode="check" if public_only else "grade",
         limits=asdict(limits),
+        sandbox={
+            "mode": isolation.mode,
+            "protections": list(isolation.protections),
+            "missing": list(isolation.missing),
+        },
     )
 
 

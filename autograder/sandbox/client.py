@@ -24,7 +24,10 @@ from typing import Any
 
 import numpy as np
 
+import autograder
 from autograder.sandbox import worker as wire
+from autograder.sandbox.isolation import Isolation, choose_isolation, kill_uid, new_uid, prepare_scratch, wrap_command
+from autograder.source import SOLUTION_SOURCE
 from autograder.submission import PreparedSubmission
 
 __all__ = [
@@ -69,6 +72,8 @@ class Limits:
         output_chars: printed characters kept per call.
         budget_seconds: wall-clock budget of one whole grading.
         blas_threads: BLAS/OpenMP threads in the worker.
+        processes: processes and threads the worker's uid may have (only where it has its own uid).
+        isolation: ``auto`` (the strongest available) or a mode of :mod:`autograder.sandbox.isolation`.
     """
 
     call_timeout: float = 10.0
@@ -80,6 +85,8 @@ class Limits:
     output_chars: int = 4000
     budget_seconds: float = 600.0
     blas_threads: int = 1
+    processes: int = 128
+    isolation: str = "auto"
 
 
 class SandboxError(Exception):
@@ -235,14 +242,23 @@ class Sandbox:
         submission: the student's code, already read and checked.
         functions: the contract's function names (the worker reports which exist).
         limits: resource limits.
+        hide: more paths the worker must not see (the grader's package and the reference always are).
     """
 
     def __init__(
-        self, submission: PreparedSubmission, functions: tuple[str, ...], limits: Limits | None = None
+        self,
+        submission: PreparedSubmission,
+        functions: tuple[str, ...],
+        limits: Limits | None = None,
+        *,
+        hide: tuple[Path, ...] = (),
     ) -> None:
         self.submission = submission
         self.functions = functions
         self.limits = limits or Limits()
+        self.isolation: Isolation = choose_isolation(self.limits.isolation)
+        self.uid = new_uid() if self.isolation.drops_privileges else None
+        self.hide = (Path(autograder.__file__).resolve().parent, SOLUTION_SOURCE.parent, *hide)
         self._scratch = Path(tempfile.mkdtemp(prefix="wsgrade-sandbox-"))
         self._worker: _Worker | None = None
         self._load_failure: SubmissionDoesNotLoad | None = None
@@ -262,6 +278,7 @@ class Sandbox:
             "filename": self.submission.filename,
         }
         (self._scratch / "submission.json").write_text(json.dumps(spec))
+        prepare_scratch(self.isolation, self._scratch, self.uid, self.hide)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -283,6 +300,8 @@ class Sandbox:
                 os.close(fd)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(worker.process.pid, signal.SIGKILL)
+        if self.uid is not None:
+            kill_uid(self.uid)  # anything the worker left behind, double-forked daemons included
         worker.process.wait()
 
     def _env(self) -> dict[str, str]:
@@ -317,18 +336,27 @@ class Sandbox:
                 "RLIMIT_FSIZE": self.limits.file_bytes,
                 "RLIMIT_NOFILE": self.limits.open_files,
                 "RLIMIT_CORE": 0,
+                **({"RLIMIT_NPROC": self.limits.processes} if self.uid is not None else {}),
             },
         }
         config_path = self._scratch / "config.json"
         config_path.write_text(json.dumps(config))
+        config_path.chmod(0o644)
+        command, cwd = wrap_command(
+            self.isolation,
+            [sys.executable, "-I", "-X", "faulthandler", str(self._scratch / "worker.py"), str(config_path)],
+            self._scratch,
+            self.uid,
+            self.hide,
+        )
         with open(self.stderr_path, "ab") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-I", "-X", "faulthandler", str(self._scratch / "worker.py"), str(config_path)],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 pass_fds=(req_r, resp_w),
-                cwd=self._scratch / "home",
+                cwd=cwd,
                 env=self._env(),
                 start_new_session=True,
             )
