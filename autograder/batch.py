@@ -137,7 +137,7 @@ def entry_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _grade_one(student: str, path: str, limits: Limits, out_dir: str) -> dict[str, Any]:
+def _grade_one(student: str, path: str, limits: Limits, out_dir: str, performance: bool) -> dict[str, Any]:
     """Grade one student in a pool process; write their files; return plain data for the gradebook."""
     from autograder.grading import grade
     from autograder.report import feedback_markdown, write_json_atomic
@@ -147,7 +147,7 @@ def _grade_one(student: str, path: str, limits: Limits, out_dir: str) -> dict[st
     folder = Path(out_dir) / "students" / student
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        report = grade(path, limits=limits)
+        report = grade(path, limits=limits, performance=performance, hide=(Path(out_dir),))
     except SubmissionError as problem:
         results = {"score": 0, "execution_time": 0, "output": f"Not graded: {problem}", "tests": []}
         status, feedback, max_score = "not-a-submission", f"# Not graded\n\n{problem}\n", 0.0
@@ -267,6 +267,7 @@ def grade_all(
     *,
     jobs: int = 1,
     regrade: bool = False,
+    performance: bool = True,
     limits: Limits | None = None,
     on_progress: Callable[[str, dict[str, Any], int, int], None] | None = None,
 ) -> BatchSummary:
@@ -277,6 +278,7 @@ def grade_all(
         out_dir: where results, feedback, grades.csv and gradebook.sqlite go.
         jobs: students graded at once.
         regrade: regrade students whose content did not change.
+        performance: run the timing tests (Task 5.2/5.3).
         limits: resource limits for student code.
         on_progress: called after each student with ``(student, row, done, total)``.
 
@@ -315,7 +317,7 @@ def grade_all(
             while queue or pending:
                 while queue and len(pending) < max(1, jobs):
                     student, path, digest = queue.pop(0)
-                    future = pool.submit(_grade_one, student, str(path), limits, str(out_dir))
+                    future = pool.submit(_grade_one, student, str(path), limits, str(out_dir), performance)
                     pending[future] = (student, digest)
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:

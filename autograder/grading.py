@@ -26,7 +26,7 @@ import pytest
 
 from autograder import __version__
 from autograder.feedback import CheckFailed
-from autograder.sandbox.client import Limits, Sandbox
+from autograder.sandbox.client import Limits, Sandbox, SandboxBroken, SubmissionDoesNotLoad
 from autograder.submission import PreparedSubmission, load_submission
 from autograder.tasks import HIDDEN_VISIBILITY, PARTS, contract_functions, task_by_id
 
@@ -37,6 +37,7 @@ __all__ = [
     "GpuUnavailable",
     "GradingReport",
     "TestResult",
+    "apportion",
     "gpu_available",
     "grade",
     "grade_prepared",
@@ -172,6 +173,30 @@ class GradingReport:
         }
 
 
+def apportion(points: float, weights: list[tuple[str, float]]) -> dict[str, float]:
+    """Share a task's points among its tests by weight, in hundredths that add up exactly.
+
+    Largest-remainder rounding: the shares are floored to 0.01 and the leftover hundredths go to
+    the tests with the largest remainders (ties to the earlier test), so a perfect score is
+    exactly the task's points and reports never show 94.0003.
+
+    Args:
+        points: the task's points.
+        weights: ``(test id, weight)`` for every test of the task.
+
+    Returns:
+        Test id -> its maximum score.
+    """
+    total = sum(weight for _, weight in weights)
+    exact = [(test, 100 * points * weight / total) for test, weight in weights]
+    floors = {test: int(value) for test, value in exact}
+    leftover = round(100 * points) - sum(floors.values())
+    by_remainder = sorted(range(len(exact)), key=lambda i: -(exact[i][1] - floors[exact[i][0]]))
+    for index in by_remainder[:leftover]:
+        floors[exact[index][0]] += 1
+    return {test: hundredths / 100 for test, hundredths in floors.items()}
+
+
 class GpuUnavailable(RuntimeError):
     """``--gpu require`` was asked for on a machine without a usable CUDA device."""
 
@@ -226,7 +251,7 @@ class _Collector:
         self.performance = performance
         self.gpu = gpu
         self.records: list[_Record] = []
-        self.weights: dict[str, float] = defaultdict(float)
+        self.weights: dict[str, list[tuple[str, float]]] = defaultdict(list)
         self.problems: list[str] = []
 
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -243,7 +268,7 @@ class _Collector:
                 drop.append(item)
                 continue
             task = task_by_id(marker.args[0])
-            self.weights[task.id] += float(marker.kwargs.get("weight", 1))
+            self.weights[task.id].append((item.nodeid, float(marker.kwargs.get("weight", 1))))
             wanted = (marker.kwargs.get("public") or not self.public_only) and (
                 self.performance or "performance" not in task.tags
             )
@@ -354,6 +379,7 @@ def grade_prepared(
     limits: Limits | None = None,
     select: str | None = None,
     pytest_args: list[str] | None = None,
+    hide: tuple[Path, ...] = (),
 ) -> GradingReport:
     """Grade an already-loaded submission.
 
@@ -366,6 +392,7 @@ def grade_prepared(
         limits: resource limits for the student's code.
         select: a pytest ``-k`` expression to run part of the suite (for instructors and tests).
         pytest_args: extra pytest arguments.
+        hide: more paths the student's code must not see (e.g. grade-all's output folder).
 
     Returns:
         The report.
@@ -380,7 +407,7 @@ def grade_prepared(
     started = time.perf_counter()
     limits = limits or Limits()
     notes = list(submission.notes)
-    with Sandbox(submission, contract_functions(), limits) as sandbox:
+    with Sandbox(submission, contract_functions(), limits, hide=hide) as sandbox:
         try:
             functions, cell_errors, printed = sandbox.load()
             missing = [name for name in contract_functions() if name not in functions]
@@ -392,7 +419,9 @@ def grade_prepared(
                 )
             if printed.strip():
                 notes.append("your code printed while loading:\n" + printed.rstrip())
-        except Exception as problem:  # SubmissionDoesNotLoad: every test will fail with this message
+        except SandboxBroken:
+            raise  # the environment is broken: a grader error, never a score of 0 for the student
+        except SubmissionDoesNotLoad as problem:  # every test will fail with this message
             notes.append(f"Your code could not be loaded, so no test could pass: {problem}")
         collector, log = _run_pytest(
             sandbox,
@@ -404,17 +433,19 @@ def grade_prepared(
         )
         restarts = sandbox.workers_started
         isolation = sandbox.isolation
+    shares = {
+        nodeid: share
+        for task_id, weights in collector.weights.items()
+        for nodeid, share in apportion(task_by_id(task_id).points, weights).items()
+    }
     tests = []
     for record in collector.records:
-        task = task_by_id(record.task_id)
-        max_score = (
-            0.0 if record.status == "skipped" else task.points * record.weight / collector.weights[record.task_id]
-        )
+        max_score = 0.0 if record.status == "skipped" else shares[record.nodeid]
         tests.append(
             TestResult(
                 record.name,
                 record.task_id,
-                max_score if record.status == "passed" else max_score * record.fraction,
+                max_score if record.status == "passed" else round(max_score * record.fraction, 2),
                 max_score,
                 record.status,
                 record.output,

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.grading import GradingReport, grade
+from autograder.grading import GradingReport, apportion, grade
 from autograder.release import RELEASE_DIR, student_notebook
 from autograder.tasks import TASKS
 from tests.corpus import reference_source
@@ -155,3 +155,13 @@ def test_cli_check_runs_only_the_public_tests(tmp_path: Path, reference_file: Pa
 def test_the_grader_process_never_imports_the_submission(reference_report: GradingReport) -> None:
     assert reference_report.tests
     assert "weight_sharing" not in sys.modules
+
+
+@pytest.mark.parametrize("points", [1, 4, 6, 7, 8, 10])
+@pytest.mark.parametrize("weights", [[1, 1, 1], [1, 3, 1, 1, 2], [2, 2, 1, 1, 1, 1, 1], [5]])
+def test_points_are_apportioned_in_hundredths_that_add_up(points: int, weights: list[int]) -> None:
+    shares = apportion(points, [(f"t{i}", float(w)) for i, w in enumerate(weights)])
+    assert round(sum(shares.values()), 2) == points
+    for i, weight in enumerate(weights):
+        assert abs(shares[f"t{i}"] - points * weight / sum(weights)) < 0.01
+        assert round(shares[f"t{i}"], 2) == shares[f"t{i}"]

@@ -17,6 +17,7 @@ from autograder.sandbox.client import (
     Layer,
     Limits,
     Sandbox,
+    SandboxBroken,
     StudentRaised,
     SubmissionDoesNotLoad,
     WorkerCrashed,
@@ -249,3 +250,12 @@ def test_the_worker_never_loads_student_code_into_the_grader() -> None:
     with Sandbox(_module(HOSTILE), FUNCTIONS, FAST) as box:
         box.call("ok", (X,), argnames=("x",))
     assert "weight_sharing" not in sys.modules
+
+
+def test_a_worker_that_cannot_start_is_a_grader_error_not_a_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("autograder.sandbox.client.sys.executable", "/nonexistent/python3")
+    with (
+        Sandbox(_module(HOSTILE), FUNCTIONS, FAST) as box,
+        pytest.raises(SandboxBroken, match="not with the submission"),
+    ):
+        box.load()

@@ -40,6 +40,7 @@ __all__ = [
     "Limits",
     "OnDevice",
     "Sandbox",
+    "SandboxBroken",
     "SandboxError",
     "StudentRaised",
     "SubmissionDoesNotLoad",
@@ -124,6 +125,13 @@ class FunctionMissing(SandboxError):
 
 class SubmissionDoesNotLoad(SandboxError):
     """Running the submission's code failed (an exception at import, a crash, or a timeout)."""
+
+
+class SandboxBroken(RuntimeError):
+    """The worker could not even start: the grading environment is broken (a grader error).
+
+    Deliberately not a :class:`SandboxError`: no test may turn it into a verdict on the student.
+    """
 
 
 class GradingBudgetExceeded(SandboxError):
@@ -367,6 +375,16 @@ class Sandbox:
         worker = _Worker(process, req_w, resp_r)
         self._worker = worker
         deadline = min(time.monotonic() + self.limits.load_timeout, self._deadline)
+        try:
+            alive, _ = self._receive(worker, deadline)
+            if not alive.get("alive"):
+                raise WorkerCrashed("it did not report as expected")
+        except (CallTimeout, WorkerCrashed) as problem:
+            self._kill()
+            raise SandboxBroken(
+                f"the grader could not start its worker process ({problem}); this is a problem with the grading "
+                f"environment, not with the submission (isolation: {self.isolation.mode}, python: {sys.executable})"
+            ) from None
         try:
             ready, _ = self._receive(worker, deadline)
         except CallTimeout:

@@ -410,6 +410,9 @@ def main() -> None:  # pragma: no cover - runs in the worker process
     module.__file__ = os.path.abspath(config["submission"]["filename"])
     sys.modules["weight_sharing"] = module
     prefix = config["submission"]["filename"]
+    # Alive, limits set, numpy imported, nothing of the student's run yet: if the grader never
+    # receives this, the environment is broken, which is not the student's fault.
+    _write_all(resp_fd, pack_message({"alive": True}, []))
     try:
         cell_errors = _load_submission(config["submission"], module)
     except BaseException as exc:
