@@ -178,6 +178,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from autograder.experiment import run_experiment
+
+    try:
+        result = run_experiment(
+            submission=Path(args.submission) if args.submission else None,
+            out_dir=Path(args.out),
+            quick=args.quick,
+            seed=args.seed,
+        )
+    except ValueError as problem:
+        print(f"wsgrade: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(result.text())
+    return EXIT_OK
+
+
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--call-timeout", type=float, metavar="S", help="seconds one call may take (default 10)")
     parser.add_argument("--memory-mb", type=float, metavar="MB", help="memory limit of student code (default 2048)")
@@ -244,6 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
         "dest", help="nbgrader: a course folder; otter: a folder; gradescope: the autograder .zip to write"
     )
     export.set_defaults(func=_cmd_export)
+
+    experiment = sub.add_parser(
+        "experiment", help="train conv, locally-connected and dense nets on digits: why weight sharing generalises"
+    )
+    experiment.add_argument(
+        "--submission", help="use your own layers from this weight_sharing.py/.ipynb where implemented"
+    )
+    experiment.add_argument(
+        "--out", default="out/experiment", help="folder for the figures and table (default out/experiment)"
+    )
+    experiment.add_argument("--quick", action="store_true", help="a smaller, faster configuration")
+    experiment.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    experiment.set_defaults(func=_cmd_experiment)
 
     demo = sub.add_parser("demo", help="grade the bundled example submissions (the main job of the Quick start)")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
