@@ -12,7 +12,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from autograder.source import REPO_ROOT, SOLUTION_SOURCE, module_text, strip_solutions
+from autograder.source import BEGIN, REPO_ROOT, SOLUTION_SOURCE, module_text, strip_solutions
 from autograder.tasks import PARTS, TASKS
 
 __all__ = [
@@ -56,11 +56,13 @@ def _notebook_from(text: str, *, stubs: bool) -> nbformat.NotebookNode:
     nb = jupytext.reads(text, fmt="py:percent")
     cells = []
     for cell in nb.cells:
-        if cell.cell_type == "code" and stubs:
+        if stubs and "solution-only" in cell.metadata.get("tags", []):
+            continue  # e.g. the text introducing the reference's private helpers
+        if cell.cell_type == "code" and stubs and BEGIN in cell.source:
             cell.source = strip_solutions(cell.source, where=SOLUTION_SOURCE.name).rstrip("\n")
             if not cell.source.strip():
                 continue
-        cell.metadata = {key: value for key, value in cell.metadata.items() if key in ("tags",)}
+        cell.metadata = {key: value for key, value in cell.metadata.items() if key == "tags" and value != ["solution-only"]}
         cells.append(cell)
     for number, cell in enumerate(cells):
         cell.id = f"{cell.cell_type}-{number:03d}"

@@ -1,6 +1,6 @@
 """Benchmark: convolution implementations on realistic layers, side by side.
 
-    .venv/bin/python benchmarks/conv_benchmark.py [--repeats 7] [--threads 2] [--quick]
+    .venv/bin/python -m benchmarks.conv_benchmark [--repeats 7] [--threads 2] [--quick]
 
 For each shape (the ones the speed tests use) and dtype it prints the median time, GFLOP/s
 (2 * N * C_out * H_out * W_out * C_in * kh * kw per call), the ratio to torch's CPU conv2d and the

@@ -1,6 +1,6 @@
 """Stability of the speed grade: the same submission, graded 10 times while a core is kept busy.
 
-    .venv/bin/python benchmarks/speed_stability.py [--runs 10] [--no-load]
+    .venv/bin/python -m benchmarks.speed_stability [--runs 10] [--no-load]
 
 Grades Task 5.2 (the timing tests only) for two submissions: the reference's own conv2d_fast
 handed in as a student's, and a slower, honest one (conv2d_layer's loop over kernel offsets used

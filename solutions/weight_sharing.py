@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-# %% [markdown]
+# %% [markdown] tags=["solution-only"]
 # The next cell holds helpers that the reference solution uses in several places. They are not
 # part of the student release: write your own where you need them.
 
@@ -268,6 +268,55 @@ def conv2d_layer(
 step = np.array([[0.0, 0.0, 1.0, 1.0]] * 3)  # dark on the left, bright on the right
 edge = np.array([[-1.0, 1.0]])
 print(conv2d(step, edge))  # the edge sits between columns 1 and 2
+
+# %% [markdown]
+# ### Figure: a photograph through an edge filter
+#
+# Now a real image: Grace Hopper, one of the sample pictures that come with matplotlib, in
+# grayscale. The filter `vertical` is the `[-1, 1]` idea from above, widened to 3x3: right column
+# minus left column, averaged over three rows. Its entries add up to zero, so wherever the image is
+# flat (cheek, background) the output is zero; only where brightness changes from left to right does
+# it respond. Its transpose, `horizontal`, finds changes from top to bottom. We plot the absolute
+# value, so bright means "strong edge" whichever way the brightness goes. The flagpole and the sides
+# of the face light up in the middle panel; the brim of the cap, the glasses and the mouth in the
+# right one. Each filter is just nine numbers, reused at all 75,000 positions.
+#
+# (In your copy this cell raises `NotImplementedError` until `conv2d` works.)
+
+# %%
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.cbook import get_sample_data  # noqa: E402
+
+rgb = plt.imread(get_sample_data("grace_hopper.jpg", asfileobj=False))
+photo = rgb[::2, ::2] @ np.array([0.299, 0.587, 0.114]) / 255  # grayscale in [0, 1], 300 x 256
+vertical = np.array([[-1.0, 0.0, 1.0]] * 3) / 3
+horizontal = vertical.T
+panels = [
+    ("photo", photo),
+    ("|conv2d(photo, vertical)|", np.abs(conv2d(photo, vertical))),
+    ("|conv2d(photo, horizontal)|", np.abs(conv2d(photo, horizontal))),
+]
+fig, axes = plt.subplots(1, 3, figsize=(11, 4.4), layout="constrained")
+for ax, (title, picture) in zip(axes, panels, strict=True):
+    ax.imshow(picture, cmap="gray", vmin=0, vmax=1 if picture is photo else 0.25)
+    ax.set_title(title)
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ### Check Part 1
+#
+# Run the grader's public tests for Part 1, in its sandbox. **Save the notebook first** (Ctrl+S /
+# Cmd+S): `wsgrade check` grades the notebook *file* on disk, not the functions that live in this
+# kernel. `-k test_part1` keeps only this part's tests; drop it to check everything. In a terminal the
+# same check is `wsgrade check weight_sharing.ipynb -k test_part1`.
+#
+# The grader runs every code cell outside Jupyter and grades only your functions: it skips shell
+# lines like the one below, and cells that fail there (the examples and figures of tasks you have
+# not finished yet) are listed as notes and ignored.
+
+# %%
+# !wsgrade check weight_sharing.ipynb -k test_part1
 
 # %% [markdown]
 # ## Part 2 — Counting parameters
@@ -500,6 +549,42 @@ print(
 print("no sharing, 224x224, one 3x3 filter:", locally_connected2d_params(224, 1, 1, 3, bias=False))
 
 # %% [markdown]
+# ### Figure: how the counts grow with the image
+#
+# Take an `n x n` grayscale image and a layer that produces one feature map of the size a 3x3 kernel
+# gives, `(n-2) x (n-2)`. A dense layer connects every pixel to every output: about `n^4` weights.
+# A locally-connected layer has its own 3x3 filter (and bias) per output position: about `10 n^2`.
+# The convolution has 9 weights and a bias whatever `n` is. On log-log axes a power law `n^k` is a
+# straight line of slope `k`, so the three layers show up as slopes 4, 2 and 0. The dotted line
+# marks the slide's 224x224 image.
+
+# %%
+sides = np.unique(np.geomspace(3, 1024, 40).astype(int))
+counts = {
+    "dense (every pixel to every output)": [dense_params(n * n, conv_output_size(n, 3) ** 2) for n in sides],
+    "locally connected, 3x3": [locally_connected2d_params(n, 1, 1, 3) for n in sides],
+    "convolution, 3x3": [conv2d_params(1, 1, 3) for n in sides],
+}
+fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+for label, values in counts.items():
+    ax.loglog(sides, values, marker=".", label=label)
+ax.axvline(224, color="gray", linestyle=":")
+ax.set_xlabel("image side n  (n x n pixels, one channel in, one out)")
+ax.set_ylabel("parameters")
+ax.set_title("parameters of one layer against input size")
+ax.grid(True, which="major", alpha=0.3)
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ### Check Part 2
+#
+# Save the notebook, then run the grader's public tests for Part 2.
+
+# %%
+# !wsgrade check weight_sharing.ipynb -k test_part2
+
+# %% [markdown]
 # ## Part 3 — Locally-connected layers: the same wiring, no sharing
 #
 # What if every output position had its *own* filter? That is a **locally-connected** layer: the
@@ -579,6 +664,14 @@ b = rng.standard_normal(4)
 lc_w, lc_b = conv_as_locally_connected(w, b, 4)
 print("max difference, tied LC vs conv:", np.abs(locally_connected2d(x, lc_w, lc_b) - conv2d_layer(x, w, b)).max())
 print("parameters: conv", w.size + b.size, " locally connected", lc_w.size + lc_b.size)
+
+# %% [markdown]
+# ### Check Part 3
+#
+# Save the notebook, then run the grader's public tests for Part 3.
+
+# %%
+# !wsgrade check weight_sharing.ipynb -k test_part3
 
 # %% [markdown]
 # ## Part 4 — Shift tests: translation equivariance
@@ -734,6 +827,90 @@ print("locally connected:", equivariance_error(local, x, 2, -3))
 print("equivariant?", is_shift_equivariant(conv, x, [(1, 0), (0, 1), (3, 5)]), is_shift_equivariant(local, x, [(1, 0)]))
 
 # %% [markdown]
+# ### Figure: equivariance you can see
+#
+# Shift the photograph 40 rows down and 60 columns right (zeros come in at the top and left), then
+# apply the vertical-edge filter from Part 1. Compare that with filtering first and shifting the
+# feature map afterwards. The two maps are the same picture: the filter does not know *where* it
+# is, so moving the input moves the output. The right panel is their difference. It is exactly zero
+# except for a thin line two pixels wide along the edge of the black border: there the filter
+# straddles the border in one order and not in the other. That border effect is why the tests
+# below use circular shifts, where nothing enters or leaves the image.
+
+# %%
+dy, dx = 40, 60
+filter_then_shift = shift2d(conv2d(photo, vertical), dy, dx)
+shift_then_filter = conv2d(shift2d(photo, dy, dx), vertical)
+difference = np.abs(shift_then_filter - filter_then_shift)
+panels = [
+    ("shift2d(photo)", shift2d(photo, dy, dx), 1),
+    ("conv2d(shift2d(photo))", np.abs(shift_then_filter), 0.25),
+    ("shift2d(conv2d(photo))", np.abs(filter_then_shift), 0.25),
+    (f"|difference|: {difference[dy:, dx:].max():g} inside the photo", difference, 0.25),
+]
+fig, axes = plt.subplots(1, 4, figsize=(14, 4.2), layout="constrained")
+for ax, (title, picture, top) in zip(axes, panels, strict=True):
+    ax.imshow(picture, cmap="gray", vmin=0, vmax=top, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+# ### Figure: equivariance error, shared against unshared weights
+#
+# Three layers with a 3x3 receptive field on a 24x24 input, all with wrap-around borders:
+# `circular_conv2d`; a locally-connected layer whose filters are all tied to the conv filter
+# (`conv_as_locally_connected`, applied to the input padded with `np.pad(..., mode="wrap")`); and the
+# same locally-connected layer with a different random filter at every position. Left: the
+# equivariance error against the size of a horizontal circular shift. The two shared-weight layers
+# stay at zero for every shift (they are the same layer written two ways); the untied layer is far
+# off for every shift except 0 and 24, which move nothing. Right: start from the tied filters and
+# add noise of growing size to each position's copy. The error grows in proportion to the noise:
+# equivariance is a property of the *sharing*, and it degrades as the copies drift apart.
+
+# %%
+side = 24
+x = rng.standard_normal((1, 1, side, side))
+w = rng.standard_normal((1, 1, 3, 3))
+wrap = lambda v: np.pad(v, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="wrap")  # noqa: E731
+tied, _ = conv_as_locally_connected(w, None, side)
+untied = rng.standard_normal(tied.shape)
+layers = {
+    "convolution (circular_conv2d)": lambda v: circular_conv2d(v, w),
+    "locally connected, tied filters": lambda v: locally_connected2d(wrap(v), tied),
+    "locally connected, a filter per position": lambda v: locally_connected2d(wrap(v), untied),
+}
+shifts = range(side + 1)
+errors = {label: [equivariance_error(layer, x, 0, s) for s in shifts] for label, layer in layers.items()}
+noise_levels = np.geomspace(1e-4, 1, 9)
+untying = [
+    equivariance_error(lambda v, lc=tied + level * untied: locally_connected2d(wrap(v), lc), x, 0, 5)
+    for level in noise_levels
+]
+fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.3), layout="constrained")
+for (label, error), style in zip(errors.items(), ["o-", "x--", "s-"], strict=True):
+    left.plot(shifts, error, style, label=label, markersize=4)
+left.set_xlabel("circular shift dx (columns), dy = 0")
+left.set_ylabel("equivariance error  max |f(shift x) - shift f(x)|")
+left.set_title("shared against unshared weights")
+left.legend()
+right.loglog(noise_levels, untying, "o-", color="C2")
+right.set_xlabel("size of the noise added to each position's copy of the filter")
+right.set_ylabel("equivariance error at dx = 5")
+right.set_title("untying the weights breaks equivariance gradually")
+for ax in (left, right):
+    ax.grid(True, alpha=0.3)
+plt.show()
+
+# %% [markdown]
+# ### Check Part 4
+#
+# Save the notebook, then run the grader's public tests for Part 4.
+
+# %%
+# !wsgrade check weight_sharing.ipynb -k test_part4
+
+# %% [markdown]
 # ## Part 5 — The performance task: a fast convolution, on the CPU or a GPU
 #
 # Your `conv2d_layer` probably loops over the kernel (or worse, over every output pixel). Real
@@ -818,6 +995,15 @@ def conv2d_fast(
     return out
     ### END SOLUTION
 
+
+# %% [markdown]
+# ### Check Part 5
+#
+# Save the notebook, then run the grader's public test for Part 5. It checks values only: the speed
+# tests run when your submission is graded.
+
+# %%
+# !wsgrade check weight_sharing.ipynb -k test_part5
 
 # %% [markdown]
 # ## Part 6 — Gradients: why a shared weight collects a *sum*
@@ -930,3 +1116,11 @@ dout = rng.standard_normal((2, 4, 4, 4))
 _, dw_conv, _ = conv2d_backward(dout, x, w)
 _, dw_local, _ = locally_connected2d_backward(dout, x, conv_as_locally_connected(w, None, 4)[0])
 print("sum over positions of the LC gradient == conv gradient:", np.allclose(dw_local.sum(axis=(0, 1)), dw_conv))
+
+# %% [markdown]
+# ### Check Part 6
+#
+# Save the notebook, then run the grader's public tests for Part 6.
+
+# %%
+# !wsgrade check weight_sharing.ipynb -k test_part6
