@@ -62,7 +62,8 @@ def _notebook_from(text: str, *, stubs: bool) -> nbformat.NotebookNode:
             cell.source = strip_solutions(cell.source, where=SOLUTION_SOURCE.name).rstrip("\n")
             if not cell.source.strip():
                 continue
-        cell.metadata = {key: value for key, value in cell.metadata.items() if key == "tags" and value != ["solution-only"]}
+        tags = [tag for tag in cell.metadata.get("tags", []) if tag != "solution-only"]
+        cell.metadata = {"tags": tags} if tags else {}
         cells.append(cell)
     for number, cell in enumerate(cells):
         cell.id = f"{cell.cell_type}-{number:03d}"
