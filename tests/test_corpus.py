@@ -46,3 +46,46 @@ def test_mutants_apply_to_the_current_reference() -> None:
     assert len(names) == len(set(names))
     for mutant in all_mutants():
         mutant_source(mutant)
+
+
+CORRECT = Path(__file__).parent / "corpus" / "correct"
+
+
+def _as_notebook(source: str, path: Path) -> Path:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# My solutions"), nbformat.v4.new_code_cell(source)]
+    notebook.cells += [nbformat.v4.new_code_cell("print(conv2d(np.ones((3, 3)), np.ones((2, 2))))\n%timeit pass")]
+    for number, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{number}"
+    nbformat.write(notebook, path)
+    return path
+
+
+def _as_zip(source: str, path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("my_submission/weight_sharing.py", source)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("variant", "packaging"),
+    [("loops", "py"), ("fft", "py"), ("float32", "py"), ("loops", "ipynb"), ("fft", "zip")],
+)
+def test_correct_submissions_written_differently_get_full_marks(variant: str, packaging: str, tmp_path: Path) -> None:
+    source = (CORRECT / f"{variant}.py").read_text()
+    if packaging == "py":
+        path = tmp_path / "weight_sharing.py"
+        path.write_text(source)
+    elif packaging == "ipynb":
+        path = _as_notebook(source, tmp_path / "weight_sharing.ipynb")
+    else:
+        path = _as_zip(source, tmp_path / "submission.zip")
+    report = grade(path, performance=False)
+    failed = [f"{t.name}\n{t.output}" for t in report.tests if t.status != "passed"]
+    assert not failed, "\n\n".join(failed)
+    assert report.score == pytest.approx(report.max_score)

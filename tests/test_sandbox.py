@@ -259,3 +259,12 @@ def test_a_worker_that_cannot_start_is_a_grader_error_not_a_zero(monkeypatch: py
         pytest.raises(SandboxBroken, match="not with the submission"),
     ):
         box.load()
+
+
+def test_an_interpreter_under_tmp_is_mounted_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autograder.sandbox import isolation
+
+    monkeypatch.setattr(isolation.sys, "prefix", "/tmp/clone/.venv")
+    monkeypatch.setattr(isolation.sys, "base_prefix", "/usr")
+    monkeypatch.setattr(isolation.sys, "executable", "/tmp/clone/.venv/bin/python")
+    assert isolation.interpreter_paths_to_keep() == ["/tmp/clone/.venv"]

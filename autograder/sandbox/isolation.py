@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import count
@@ -53,16 +54,34 @@ ALL_PROTECTIONS = {
     "all processes killed": "every process the worker started is killed when grading ends",
 }
 
-# The namespace's setup, run as (namespace) root before anything of the student's: $1 is the
-# scratch folder, then the paths to hide, then "--", then the command to exec.
+# The namespace's setup, run as (namespace) root before anything of the student's. Arguments:
+# the scratch folder; the interpreter folders that lie under a world-writable folder (read twice:
+# first bound into the scratch, then back at their own paths once /tmp & co. are covered); "--";
+# the paths to hide; "--"; the command to exec.
 _SETUP = r"""
 set -e
 mount --make-rprivate /
-mount --bind "$1" /mnt
+scratch="$1"
 shift
+n=0
+for keep in "$@"; do
+    if [ "$keep" = "--" ]; then break; fi
+    mkdir -p "$scratch/keep/$n"
+    mount --bind "$keep" "$scratch/keep/$n"
+    n=$((n + 1))
+done
+mount --rbind "$scratch" /mnt
 for d in /tmp /var/tmp /dev/shm /run/lock; do
     if [ -d "$d" ]; then mount -t tmpfs -o size=64m,mode=1777 tmpfs "$d"; fi
 done
+n=0
+while [ "$1" != "--" ]; do
+    mkdir -p "$1"
+    mount --bind "/mnt/keep/$n" "$1"
+    n=$((n + 1))
+    shift
+done
+shift
 while [ "$1" != "--" ]; do
     if [ -e "$1" ]; then mount -t tmpfs -o size=4k,mode=0700 tmpfs "$1"; fi
     shift
@@ -71,6 +90,17 @@ shift
 cd /mnt/home
 exec "$@"
 """
+
+
+def interpreter_paths_to_keep() -> list[str]:
+    """The interpreter's folders (venv and base installation) that lie under a folder the sandbox
+    covers with a private tmpfs: they are mounted back so that the worker's Python still starts
+    (CI clones into /tmp, for instance)."""
+    folders = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent}
+    covered = [Path(d) for d in _WORLD_WRITABLE]
+    keep = {str(f) for f in folders if any(f == c or c in f.parents for c in covered)}
+    # a folder inside another kept folder comes back with it
+    return sorted(k for k in keep if not any(Path(o) in Path(k).parents for o in keep))
 
 
 @dataclass(frozen=True)
@@ -233,7 +263,8 @@ def wrap_command(
     inner = [arg.replace(str(scratch), INNER_SCRATCH) for arg in argv]
     user = ["--user", "--map-root-user"] if isolation.mode == "user-namespaces" else []
     command = ["unshare", *user, *_NAMESPACES, "sh", "-c", _SETUP, "wsgrade-sandbox", str(scratch)]
-    return command + [str(p) for p in hide] + ["--"] + drop + inner, scratch
+    keep = interpreter_paths_to_keep()
+    return command + keep + ["--"] + [str(p) for p in hide] + ["--"] + drop + inner, scratch
 
 
 def kill_uid(uid: int) -> int:
