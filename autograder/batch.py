@@ -104,7 +104,7 @@ def list_entries(folder: Path) -> list[tuple[str, Path]]:
     Raises:
         ValueError: if two entries map to the same student id.
     """
-    entries = {}
+    entries: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.name == "__MACOSX":
             continue
@@ -146,6 +146,7 @@ def _grade_one(student: str, path: str, limits: Limits, out_dir: str, performanc
     started = datetime.now(UTC).isoformat(timespec="seconds")
     folder = Path(out_dir) / "students" / student
     folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any]
     try:
         report = grade(path, limits=limits, performance=performance, hide=(Path(out_dir),))
     except SubmissionError as problem:

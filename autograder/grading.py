@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,7 +260,8 @@ class _Collector:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        keep, drop = [], []
+        keep: list[pytest.Item] = []
+        drop: list[pytest.Item] = []
         for item in items:
             marker = item.get_closest_marker("graded")
             if marker is None:
@@ -277,18 +278,20 @@ class _Collector:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-        outcome = yield
-        report = outcome.get_result()
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
         if report.when == "call" or (report.when == "setup" and not report.passed):
             self.records.append(self._record(item, report, call))
+        return report
 
     def _record(self, item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> _Record:
         marker = item.get_closest_marker("graded")
         assert marker is not None  # items without one were deselected above
         task = task_by_id(marker.args[0])
-        doc = (getattr(item, "function", None).__doc__ or item.name).strip().splitlines()[0]  # type: ignore[union-attr]
+        doc = (getattr(getattr(item, "function", None), "__doc__", None) or item.name).strip().splitlines()[0]
         callspec = getattr(item, "callspec", None)
         if callspec is not None:
             doc += f" [{callspec.id}]"

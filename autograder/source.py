@@ -149,8 +149,8 @@ def strip_solutions(code: str, *, where: str = "<cell>", first_line: int = 1) ->
     try:
         tree = ast.parse(code)
     except SyntaxError as problem:
-        line = first_line + (problem.lineno or 1) - 1
-        raise SourceError(f"{where}:{line}: not valid Python ({problem.msg})") from None
+        at = first_line + (problem.lineno or 1) - 1
+        raise SourceError(f"{where}:{at}: not valid Python ({problem.msg})") from None
     functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
     out: list[str] = []
     inside = False

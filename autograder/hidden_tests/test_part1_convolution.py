@@ -209,7 +209,7 @@ def check_layer(
     scale = ref.conv2d_layer(
         np.abs(c64.x),
         np.abs(c64.weight),
-        None if c.bias is None else np.abs(c64.bias),
+        None if c64.bias is None else np.abs(c64.bias),
         stride=c.stride,
         padding=c.padding,
     )

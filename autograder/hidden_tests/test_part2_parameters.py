@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -56,8 +56,8 @@ def lc_param_args(draw: st.DrawFn, *, pairs: bool) -> tuple[Pair, int, int, Pair
         H, W = draw(_pairs(1, 30))
         kh, kw = draw(st.integers(1, H)), draw(st.integers(1, W))
         stride = draw(st.integers(1, 4))
-        size: Pair = draw(st.sampled_from([(H, W), (H, W), H])) if H == W else (H, W)
-        kernel: Pair = draw(st.sampled_from([(kh, kw), kh])) if kh == kw else (kh, kw)
+        size = cast(Pair, draw(st.sampled_from([(H, W), (H, W), H]))) if H == W else (H, W)
+        kernel = cast(Pair, draw(st.sampled_from([(kh, kw), kh]))) if kh == kw else (kh, kw)
     else:
         H = draw(st.integers(1, 30))
         k = draw(st.integers(1, H))
@@ -98,10 +98,10 @@ def networks(draw: st.DrawFn, *, max_layers: int = 4) -> tuple[list[dict[str, An
         elif kind in ("maxpool2d", "avgpool2d"):
             C, H, W = shape
             k = layer["kernel_size"] = draw(st.integers(1, min(3, H, W)))
-            stride = draw(st.one_of(st.none(), st.integers(1, 3)))
-            if stride is not None:
-                layer["stride"] = stride
-            shape = (C, _out(H, k, stride or k), _out(W, k, stride or k))
+            pool_stride = draw(st.one_of(st.none(), st.integers(1, 3)))
+            if pool_stride is not None:
+                layer["stride"] = pool_stride
+            shape = (C, _out(H, k, pool_stride or k), _out(W, k, pool_stride or k))
         elif kind == "flatten":
             shape = (int(np_prod(shape)),)
         elif kind == "dense":
@@ -457,7 +457,7 @@ def test_lc_params_rejects_bad_arguments(sub: SubmissionProxy) -> None:
 # Task 2.5: network_summary
 # ---------------------------------------------------------------------------------------------
 
-LENET5 = [
+LENET5: list[dict[str, Any]] = [
     {"type": "conv2d", "out_channels": 6, "kernel_size": 5},
     {"type": "relu"},
     {"type": "maxpool2d", "kernel_size": 2},
@@ -591,7 +591,7 @@ def _entry_hint(layer: dict[str, Any], got: Any, expected: tuple[tuple[int, ...]
         type(got) is tuple and len(got) == 2 and _same_plain(got[0], expected[0]) != _same_plain(got[1], expected[1])
     ):
         return None
-    kind = layer.get("type")
+    kind = str(layer.get("type"))
     if not _same_plain(got[0], expected[0]):
         text = SHAPE_TEXT.get(kind)
         return None if text is None else Hint("summary-wrong-shape", f"check the output shape: {text}", lambda: None)
@@ -675,7 +675,7 @@ def test_summary_pooling(sub: SubmissionProxy, ref: ModuleType) -> None:
 @graded("2.5", weight=1)
 def test_summary_locally_connected(sub: SubmissionProxy, ref: ModuleType) -> None:
     """counts locally-connected layers (a small DeepFace-like network)"""
-    layers = [
+    layers: list[dict[str, Any]] = [
         {"type": "conv2d", "out_channels": 8, "kernel_size": 3},  # (8, 14, 12)
         {"type": "maxpool2d", "kernel_size": 2},  # (8, 7, 6)
         {"type": "locally_connected2d", "out_channels": 4, "kernel_size": (3, 2)},  # (4, 5, 5): 25*4*(8*6+1)

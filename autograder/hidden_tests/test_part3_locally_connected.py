@@ -47,7 +47,10 @@ class LCCase:
     def as_float64(self) -> LCCase:
         """The same case in float64 (the grader computes expected values in float64)."""
         return LCCase(
-            self.x.astype(np.float64), self.weight.astype(np.float64), as_dtype(self.bias, np.float64), self.stride
+            self.x.astype(np.float64),
+            self.weight.astype(np.float64),
+            as_dtype(self.bias, np.dtype(np.float64)),
+            self.stride,
         )
 
 

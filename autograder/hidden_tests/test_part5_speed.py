@@ -102,8 +102,8 @@ def test_speed(
             )
         except CallTimeout:
             raise CheckFailed(
-                f"On {shape.name} {shape.x}, your conv2d_fast took more than {timeout:.1f} s, over "
-                f"{timeout / max(reference_seconds[0], 1e-9):.0f}x the reference's time: no speed points.",
+                f"On {shape.name} {shape.x}, your conv2d_fast took more than {timeout or 0:.1f} s, over "
+                f"{(timeout or 0) / max(reference_seconds[0], 1e-9):.0f}x the reference's time: no speed points.",
                 hint=_pixel_loop_hint(sub),
                 mistake="slow",
             ) from None
