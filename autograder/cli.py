@@ -156,6 +156,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     import importlib
+    import inspect
 
     from autograder.integrations import PLATFORMS
 
@@ -168,8 +169,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
+    options = {"overwrite": True} if args.force and "overwrite" in inspect.signature(module.export).parameters else {}
     try:
-        written = module.export(Path(args.dest))
+        written = module.export(Path(args.dest), **options)
     except (ValueError, FileExistsError) as problem:
         print(f"wsgrade: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -260,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "dest", help="nbgrader: a course folder; otter: a folder; gradescope: the autograder .zip to write"
     )
+    export.add_argument("--force", action="store_true", help="replace what an earlier export wrote")
     export.set_defaults(func=_cmd_export)
 
     experiment = sub.add_parser(

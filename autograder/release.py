@@ -62,7 +62,7 @@ def _notebook_from(text: str, *, stubs: bool) -> nbformat.NotebookNode:
             cell.source = strip_solutions(cell.source, where=SOLUTION_SOURCE.name).rstrip("\n")
             if not cell.source.strip():
                 continue
-        tags = [tag for tag in cell.metadata.get("tags", []) if tag != "solution-only"]
+        tags = cell.metadata.get("tags", [])  # the instructor's notebook keeps "solution-only"
         cell.metadata = {"tags": tags} if tags else {}
         cells.append(cell)
     for number, cell in enumerate(cells):

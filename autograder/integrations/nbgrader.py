@@ -570,7 +570,8 @@ def source_notebook(text: str | None = None) -> NotebookNode:
         SourceError: if a task's function is not defined in any cell, or as :func:`inline_helpers`.
     """
     nb = solution_notebook(text)
-    kept = _drop_self_checks(nb.cells)
+    # cells only the instructor's copy needs (the text about the reference's private helpers)
+    kept = [cell for cell in _drop_self_checks(nb.cells) if "solution-only" not in cell.metadata.get("tags", [])]
     code = [cell for cell in kept if cell.cell_type == "code"]
     for cell, source in zip(code, inline_helpers([cell.source for cell in code]), strict=True):
         cell.source = source
