@@ -39,7 +39,7 @@ case "${1:-}" in
     test)
         setup
         shift
-        python -m pytest -n 2 "$@"
+        python -m pytest -n 2 --dist loadgroup "$@"
         ;;
     *)
         echo "usage: ./dev.sh demo|test|setup" >&2
