@@ -198,13 +198,15 @@ def module_text(text: str, *, stubs: bool) -> str:
                     lines[cell.first_line - 1 + offset] = line
         return "\n".join(lines) + "\n"
     chunks: list[str] = []
+    banner = ""  # a part's banner is written only when a definition follows it
     for cell in cells:
         if cell.kind == "markdown":
             title = cell.markdown.splitlines()[0]
             if title.startswith("## "):
-                chunks.append(f"# {'-' * 96}\n# {title[3:]}\n# {'-' * 96}\n")
+                banner = f"# {'-' * 96}\n# {title[3:]}\n# {'-' * 96}\n"
         elif is_definition_code(cell.code):
             stripped = strip_solutions(cell.code, where=str(SOLUTION_SOURCE.name), first_line=cell.first_line)
             if stripped:
-                chunks.append(stripped)
+                chunks += [banner, stripped] if banner else [stripped]
+                banner = ""
     return "\n\n".join(chunks)

@@ -541,6 +541,14 @@ def _is_self_check(cell: NotebookNode) -> bool:
     )
 
 
+def _drop_self_study(cells: list[NotebookNode]) -> list[NotebookNode]:
+    """Leave out the self-study section at the end: it runs ``wsgrade experiment``, which a hub may not have."""
+    starts = [
+        i for i, cell in enumerate(cells) if cell.cell_type == "markdown" and cell.source.startswith("## Self-study")
+    ]
+    return cells[: starts[0]] if starts else cells
+
+
 def _drop_self_checks(cells: list[NotebookNode]) -> list[NotebookNode]:
     """Leave out the ``wsgrade check`` cells and the markdown cells that introduce them.
 
@@ -571,7 +579,8 @@ def source_notebook(text: str | None = None) -> NotebookNode:
     """
     nb = solution_notebook(text)
     # cells only the instructor's copy needs (the text about the reference's private helpers)
-    kept = [cell for cell in _drop_self_checks(nb.cells) if "solution-only" not in cell.metadata.get("tags", [])]
+    cells = _drop_self_study(_drop_self_checks(nb.cells))
+    kept = [cell for cell in cells if "solution-only" not in cell.metadata.get("tags", [])]
     code = [cell for cell in kept if cell.cell_type == "code"]
     for cell, source in zip(code, inline_helpers([cell.source for cell in code]), strict=True):
         cell.source = source
