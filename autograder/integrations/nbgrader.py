@@ -578,9 +578,9 @@ def source_notebook(text: str | None = None) -> NotebookNode:
         SourceError: if a task's function is not defined in any cell, or as :func:`inline_helpers`.
     """
     nb = solution_notebook(text)
-    # cells only the instructor's copy needs (the text about the reference's private helpers)
-    cells = _drop_self_study(_drop_self_checks(nb.cells))
-    kept = [cell for cell in cells if "solution-only" not in cell.metadata.get("tags", [])]
+    # leave out cells only the instructor's copy needs (the text about the reference's private helpers)
+    wanted = _drop_self_study(_drop_self_checks(nb.cells))
+    kept = [cell for cell in wanted if "solution-only" not in cell.metadata.get("tags", [])]
     code = [cell for cell in kept if cell.cell_type == "code"]
     for cell, source in zip(code, inline_helpers([cell.source for cell in code]), strict=True):
         cell.source = source
