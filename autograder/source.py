@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +27,14 @@ __all__ = [
     "BEGIN",
     "END",
     "REPO_ROOT",
+    "SHELL_LINE",
     "SOLUTION_SOURCE",
     "Cell",
     "SourceError",
+    "inline_helpers",
     "is_definition_code",
     "module_text",
+    "solution_regions",
     "split_cells",
     "strip_solutions",
     "stub_message",
@@ -210,3 +215,128 @@ def module_text(text: str, *, stubs: bool) -> str:
                 chunks += [banner, stripped] if banner else [stripped]
                 banner = ""
     return "\n\n".join(chunks)
+
+
+#: A notebook shell or magic line (``!cmd``, ``%magic``, ``get_ipython().system(...)``).
+SHELL_LINE = re.compile(r"^\s*(?:[!%]|get_ipython\(\)\.)")
+
+
+@dataclass(frozen=True)
+class _Region:
+    """One solution region of a cell: 0-based line numbers of its markers, its indent, where it sits."""
+
+    begin: int
+    end: int
+    indent: str
+    in_function: bool
+
+    def holds(self, line: int) -> bool:
+        """Whether a 1-based source line lies strictly between the markers."""
+        return self.begin < line - 1 < self.end
+
+
+def _python_view(source: str) -> str:
+    """The cell as plain Python, line for line: each shell or magic line becomes ``pass``, a cell magic nothing."""
+    if source.lstrip().startswith("%%"):
+        return ""
+    return "\n".join(re.sub(r"^(\s*)[!%].*", r"\1pass", line) for line in source.splitlines())
+
+
+def solution_regions(source: str, where: str) -> tuple[list[_Region], ast.Module]:
+    """Find the solution regions of one cell's code.
+
+    Raises:
+        SourceError: for code that does not parse, or a region that is nested or never closed.
+    """
+    try:
+        tree = ast.parse(_python_view(source))
+    except SyntaxError as problem:
+        raise SourceError(f"{where}: not valid Python ({problem.msg}, line {problem.lineno})") from None
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    regions: list[_Region] = []
+    start: int | None = None
+    for index, line in enumerate(source.splitlines()):
+        marker = line.strip()
+        if marker == BEGIN:
+            if start is not None:
+                raise SourceError(f"{where}: nested {BEGIN} at line {index + 1}")
+            start = index
+        elif marker == END:
+            if start is None:
+                raise SourceError(f"{where}: {END} without {BEGIN} at line {index + 1}")
+            opening = source.splitlines()[start]
+            inside = any(f.lineno <= start < (f.end_lineno or f.lineno) for f in functions)
+            regions.append(_Region(start, index, opening[: len(opening) - len(opening.lstrip())], inside))
+            start = None
+    if start is not None:
+        raise SourceError(f"{where}: {BEGIN} at line {start + 1} is never closed")
+    return regions, tree
+
+
+def _names(tree: ast.AST) -> set[tuple[str, int]]:
+    """Every name a piece of code mentions, with its 1-based line."""
+    return {(node.id, node.lineno) for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
+def inline_helpers(sources: Sequence[str]) -> list[str]:
+    """Move helpers defined in module-level solution regions into the solution regions that use them.
+
+    Each function-level region gets, right after its ``### BEGIN SOLUTION`` line, a nested copy of
+    every helper it calls (directly or through another helper), in the order the helpers were
+    defined. The module-level regions are removed.
+
+    Args:
+        sources: the code of each cell, in notebook order.
+
+    Returns:
+        The new code of each cell, in the same order; ``""`` for a cell that held nothing but helpers.
+
+    Raises:
+        SourceError: if a module-level region holds anything but function definitions, a helper is
+            used outside a solution region, or a region is malformed.
+    """
+    parsed = [solution_regions(source, f"cell {number}") for number, source in enumerate(sources)]
+    helpers: dict[str, str] = {}
+    for source, (regions, _) in zip(sources, parsed, strict=True):
+        lines = source.splitlines()
+        for region in (r for r in regions if not r.in_function):
+            block = "\n".join(lines[region.begin + 1 : region.end])
+            body = ast.parse(block).body
+            for node in body:
+                if not isinstance(node, ast.FunctionDef):
+                    statement = block.splitlines()[node.lineno - 1].strip()
+                    raise SourceError(f"a module-level solution region may only define functions, not {statement!r}")
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                helpers[node.name] = "\n".join(block.splitlines()[first - 1 : node.end_lineno])
+    uses = {name: {n for n, _ in _names(ast.parse(text))} & helpers.keys() - {name} for name, text in helpers.items()}
+
+    def needed(direct: set[str]) -> list[str]:
+        found, queue = set(direct), list(direct)
+        while queue:
+            for name in uses[queue.pop()] - found:
+                found.add(name)
+                queue.append(name)
+        return [name for name in helpers if name in found]
+
+    result = []
+    for number, (source, (regions, tree)) in enumerate(zip(sources, parsed, strict=True)):
+        lines = source.splitlines()
+        names = _names(tree)
+        for name, line in names:
+            if name in helpers and not any(region.holds(line) for region in regions):
+                raise SourceError(f"cell {number} uses the helper {name} outside a solution region (line {line})")
+        out: list[str] = []
+        cursor = 0
+        for region in regions:
+            out += lines[cursor : region.begin]
+            cursor = region.end + 1
+            if not region.in_function:
+                continue
+            direct = {name for name, line in names if name in helpers and region.holds(line)}
+            out.append(lines[region.begin])
+            for helper in needed(direct):
+                out += textwrap.indent(helpers[helper], region.indent).splitlines() + [""]
+            out += lines[region.begin + 1 : region.end + 1]
+        out += lines[cursor:]
+        result.append("\n".join(out).strip("\n"))
+    return result

@@ -47,10 +47,9 @@ from autograder.integrations.nbgrader import (
     export,
     grade_cell_id,
     graded_tasks,
-    inline_helpers,
     source_notebook,
 )
-from autograder.source import BEGIN, END, SourceError, is_definition_code
+from autograder.source import BEGIN, END, SourceError, inline_helpers, is_definition_code
 from autograder.submission import PreparedSubmission, notebook_code_cells
 from autograder.tasks import TASKS, contract_functions, task_by_id
 from tests.corpus import all_mutants, mutant_source, reference_source

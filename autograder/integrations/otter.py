@@ -27,7 +27,7 @@ machine runs ``otter run``/``otter grade``, next to otter's own kernels, rarely 
 
 **The reference's private helpers** (``_check_conv_args``, ``_pair``, ``_lc_windows``, in a
 module-level solution region) become nested functions inside each solution that uses them
-(:func:`autograder.integrations.nbgrader.inline_helpers`). A module-level region has no otter
+(:func:`autograder.source.inline_helpers`). A module-level region has no otter
 question to belong to: left as it is, otter assign would stop on its ``### END SOLUTION``, and
 made a solution block of its own it would leave students an empty answer cell that belongs to no
 question. Nested, each question's solution is complete on its own, and the helpers vanish from
@@ -52,10 +52,9 @@ import yaml
 from nbformat import NotebookNode
 
 from autograder import __version__
-from autograder.integrations.nbgrader import inline_helpers
 from autograder.integrations.otter_plugin import GRADED_TASKS, PLUGIN_NAME, question_name
 from autograder.release import solution_notebook
-from autograder.source import BEGIN, END, SOLUTION_SOURCE, SourceError, stub_message
+from autograder.source import BEGIN, END, SOLUTION_SOURCE, SourceError, inline_helpers, stub_message
 from autograder.tasks import Task
 
 __all__ = [
@@ -310,7 +309,7 @@ def master_notebook(text: str | None = None) -> NotebookNode:
     Raises:
         SourceError: if a graded task's function is not defined with a solution region, a cell
             holds something otter assign would rewrite, or as
-            :func:`autograder.integrations.nbgrader.inline_helpers`.
+            :func:`autograder.source.inline_helpers`.
     """
     text = SOLUTION_SOURCE.read_text() if text is None else text
     nb = solution_notebook(text)
