@@ -198,7 +198,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--call-timeout", type=float, metavar="S", help="seconds one call may take (default 10)")
+    parser.add_argument("--call-timeout", type=float, metavar="S", help="seconds one call may take (default 5)")
     parser.add_argument("--memory-mb", type=float, metavar="MB", help="memory limit of student code (default 2048)")
     parser.add_argument(
         "--budget", type=float, metavar="S", help="wall-clock budget of the whole grading (default 600)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import multiprocessing
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -67,8 +68,7 @@ def main() -> None:
                     speed = [t for t in report.tests if t.task_id == "5.2"]
                     points = tuple(round(t.score, 2) for t in speed)
                     ratios = [
-                        line.split(": ")[-2].split(",")[0] if ": " in line else "?"
-                        for line in (t.output.splitlines()[0] if t.output else "" for t in speed)
+                        match.group(1) if (match := re.search(r": ([\d.]+x), ", t.output)) else "?" for t in speed
                     ]
                     outcomes.append(points)
                     print(

@@ -77,7 +77,7 @@ class Limits:
         isolation: ``auto`` (the strongest available) or a mode of :mod:`autograder.sandbox.isolation`.
     """
 
-    call_timeout: float = 10.0
+    call_timeout: float = 5.0
     load_timeout: float = 20.0
     memory_bytes: int = 2 * 1024**3
     cpu_seconds: int = 900
