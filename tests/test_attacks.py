@@ -11,11 +11,13 @@ import ast
 import hashlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -288,3 +290,35 @@ def test_degraded_mode_is_reported(tmp_path: Path) -> None:
     assert report.score == report.max_score
     assert "not available here: separate user, grader files hidden, no network" in report.output
     assert report.to_gradescope()["extra_data"]["sandbox"]["mode"] == "process"
+
+
+@pytest.fixture
+def _restore_modes() -> Iterator[None]:
+    """uid mode hides the grader's folders by permission; give them their modes back afterwards."""
+    folders = [REPO_ROOT / "autograder", SOLUTION_SOURCE.parent]
+    modes = {folder: folder.stat().st_mode for folder in folders}
+    yield
+    for folder, mode in modes.items():
+        folder.chmod(mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@pytest.mark.usefixtures("_restore_modes")
+def test_uid_mode_where_namespaces_are_refused(tmp_path: Path) -> None:
+    """The Docker/Gradescope path: a dedicated uid, the reference hidden by permissions; it says what is missing."""
+    attack = f"""
+def conv2d(image, kernel):
+    try:
+        print(open({str(SOLUTION_SOURCE)!r}).read()[:3000])
+    except OSError as problem:
+        print("cannot read", problem)
+    from autograder.reference import load_reference
+    return load_reference().conv2d(image, kernel)
+"""
+    report = _grade(tmp_path, _replace("conv2d", attack), limits=Limits(isolation="uid"))
+    _cheat_earns_nothing_and_the_rest_is_graded(report)
+    everything = report.output + "".join(t.output for t in report.tests)
+    assert "BEGIN SOLUTION" not in everything and "cannot read" in everything
+    sandbox = report.to_gradescope()["extra_data"]["sandbox"]
+    assert sandbox["mode"] == "uid" and set(sandbox["missing"]) == {"no network", "private /tmp"}
+    assert "not available here: no network, private /tmp" in report.output

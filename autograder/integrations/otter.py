@@ -46,7 +46,6 @@ import ast
 import re
 from pathlib import Path
 
-import jupytext
 import nbformat
 import yaml
 from nbformat import NotebookNode
@@ -313,10 +312,7 @@ def master_notebook(text: str | None = None) -> NotebookNode:
     """
     text = SOLUTION_SOURCE.read_text() if text is None else text
     nb = solution_notebook(text)
-    tagged = jupytext.reads(text, fmt="py:percent").cells  # solution_notebook drops the tags we need
-    if len(tagged) != len(nb.cells):
-        raise SourceError(f"the solution notebook has {len(nb.cells)} cells but the source {len(tagged)}")
-    nb.cells = [c for c, t in zip(nb.cells, tagged, strict=True) if SOLUTION_ONLY not in t.metadata.get("tags", [])]
+    nb.cells = [cell for cell in nb.cells if SOLUTION_ONLY not in cell.metadata.get("tags", [])]
     solutions = [cell for cell in nb.cells if cell.cell_type == "code" and BEGIN in cell.source]
     for cell, source in zip(solutions, inline_helpers([cell.source for cell in solutions]), strict=True):
         cell.source = source
