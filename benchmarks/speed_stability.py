@@ -11,7 +11,6 @@ every run and whether all runs agree.
 from __future__ import annotations
 
 import argparse
-import ast
 import multiprocessing
 import re
 import tempfile
@@ -19,7 +18,7 @@ import time
 from pathlib import Path
 
 from autograder.grading import grade
-from autograder.source import SOLUTION_SOURCE, module_text
+from tests.corpus import reference_source, reference_with
 
 SLOWER_FAST = '''
 def conv2d_fast(x, weight, bias=None, stride=1, padding=0):
@@ -34,15 +33,12 @@ def _spin(stop_at: float) -> None:
 
 
 def _submissions(folder: Path) -> dict[str, Path]:
-    source = module_text(SOLUTION_SOURCE.read_text(), stubs=False)
     reference = folder / "reference" / "weight_sharing.py"
     reference.parent.mkdir()
-    reference.write_text(source)
-    lines = source.splitlines(keepends=True)
-    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "conv2d_fast")
+    reference.write_text(reference_source())
     slower = folder / "slower" / "weight_sharing.py"
     slower.parent.mkdir()
-    slower.write_text("".join(lines[: node.lineno - 1]) + SLOWER_FAST + "".join(lines[node.end_lineno :]))
+    slower.write_text(reference_with("conv2d_fast", SLOWER_FAST))
     return {"reference as a student": reference, "one einsum per kernel offset": slower}
 
 

@@ -7,7 +7,6 @@ this machine allows (``full`` as root in CI; ``test_degraded_mode_is_reported`` 
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 import re
@@ -27,7 +26,7 @@ from autograder.sandbox.client import Limits
 from autograder.sandbox.isolation import choose_isolation
 from autograder.source import REPO_ROOT, SOLUTION_SOURCE
 from autograder.tasks import task_by_id
-from tests.corpus import reference_source
+from tests.corpus import reference_source, reference_with
 
 FULL = choose_isolation().mode == "full"
 needs_full = pytest.mark.skipif(not FULL, reason="needs root and namespaces (CI runs as root)")
@@ -35,10 +34,7 @@ CONV2D_TESTS = "test_part1"
 
 
 def _replace(function: str, code: str) -> str:
-    source = reference_source()
-    lines = source.splitlines(keepends=True)
-    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == function)
-    return "".join(lines[: node.lineno - 1]) + code + "\n" + "".join(lines[node.end_lineno :])
+    return reference_with(function, code + "\n")
 
 
 def _grade(tmp_path: Path, source: str, select: str = CONV2D_TESTS, **options: object) -> GradingReport:

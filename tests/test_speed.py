@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from autograder.grading import GradingReport, grade
 from autograder.speed import band, near_band_edge
 from autograder.tasks import SPEED_BANDS
-from tests.corpus import reference_source
+from tests.corpus import reference_source, reference_with
 
 NAIVE_FAST = '''
 def conv2d_fast(x, weight, bias=None, stride=1, padding=0):
@@ -43,11 +42,8 @@ def conv2d_fast(x, weight, bias=None, stride=1, padding=0):
 
 
 def _with_fast(tmp_path: Path, replacement: str) -> Path:
-    source = reference_source()
-    lines = source.splitlines(keepends=True)
-    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "conv2d_fast")
     path = tmp_path / "weight_sharing.py"
-    path.write_text("".join(lines[: node.lineno - 1]) + replacement + "".join(lines[node.end_lineno :]))
+    path.write_text(reference_with("conv2d_fast", replacement))
     return path
 
 

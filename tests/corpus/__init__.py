@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from autograder.source import SOLUTION_SOURCE, module_text
 
-__all__ = ["Mutant", "all_mutants", "mutant_source", "reference_source"]
+__all__ = ["Mutant", "all_mutants", "function_lines", "mutant_source", "reference_source", "reference_with"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,26 @@ def reference_source() -> str:
     return module_text(SOLUTION_SOURCE.read_text(), stubs=False)
 
 
+def function_lines(source: str, function: str) -> tuple[int, int]:
+    """Where a top-level function sits in ``source``: 0-based first line and the line after its last.
+
+    Raises:
+        ValueError: if ``source`` defines no such function.
+    """
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            return node.lineno - 1, node.end_lineno or node.lineno
+    raise ValueError(f"no function {function}")
+
+
+def reference_with(function: str, code: str) -> str:
+    """The reference with one whole function replaced by ``code`` (an attack, a slow variant, ...)."""
+    source = reference_source()
+    lines = source.splitlines(keepends=True)
+    start, end = function_lines(source, function)
+    return "".join(lines[:start]) + code + "".join(lines[end:])
+
+
 def mutant_source(mutant: Mutant) -> str:
     """The reference with the mutant's one change applied inside ``mutant.location``.
 
@@ -57,12 +77,10 @@ def mutant_source(mutant: Mutant) -> str:
     """
     source = reference_source()
     lines = source.splitlines(keepends=True)
-    node = next(
-        (n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == mutant.location), None
-    )
-    if node is None:
-        raise ValueError(f"mutant {mutant.name}: the reference has no function {mutant.location}")
-    start, end = node.lineno - 1, node.end_lineno or node.lineno
+    try:
+        start, end = function_lines(source, mutant.location)
+    except ValueError:
+        raise ValueError(f"mutant {mutant.name}: the reference has no function {mutant.location}") from None
     segment = "".join(lines[start:end])
     count = segment.count(mutant.old)
     if count != 1:
