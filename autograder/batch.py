@@ -140,7 +140,7 @@ def entry_digest(path: Path) -> str:
 def _grade_one(student: str, path: str, limits: Limits, out_dir: str, performance: bool) -> dict[str, Any]:
     """Grade one student in a pool process; write their files; return plain data for the gradebook."""
     from autograder.grading import grade
-    from autograder.report import feedback_markdown, write_json_atomic
+    from autograder.report import feedback_markdown, write_json_atomic, write_text_atomic
     from autograder.submission import SubmissionError
 
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -161,8 +161,7 @@ def _grade_one(student: str, path: str, limits: Limits, out_dir: str, performanc
         status = "grader-error" if report.internal_errors else "graded"
         feedback, max_score = feedback_markdown(report), report.max_score
     write_json_atomic(results, folder / "results.json")
-    (folder / "feedback.md.tmp").write_text(feedback)
-    (folder / "feedback.md.tmp").replace(folder / "feedback.md")
+    write_text_atomic(feedback, folder / "feedback.md")
     return {
         "student": student,
         "status": status,
@@ -215,6 +214,8 @@ def _record(connection: sqlite3.Connection, row: dict[str, Any], digest: str) ->
 
 
 def _write_grades_csv(connection: sqlite3.Connection, path: Path) -> None:
+    from autograder.report import write_text_atomic
+
     parts = {part: f"part{part}" for part in PARTS}
     rows = connection.execute(
         "SELECT g.student, g.score, g.status, t.task_id, t.score FROM gradings g "
@@ -231,9 +232,7 @@ def _write_grades_csv(connection: sqlite3.Connection, path: Path) -> None:
     writer = csv.DictWriter(buffer, ["student", "total", *parts.values(), "status"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(table.values())
-    temporary = path.with_suffix(".csv.tmp")
-    temporary.write_text(buffer.getvalue())
-    temporary.replace(path)
+    write_text_atomic(buffer.getvalue(), path)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from rich.text import Text
 from autograder.grading import GradingReport
 from autograder.tasks import PARTS, task_by_id
 
-__all__ = ["feedback_markdown", "print_report", "write_json_atomic", "write_results_json"]
+__all__ = ["feedback_markdown", "print_report", "write_json_atomic", "write_results_json", "write_text_atomic"]
 
 _STATUS_STYLE = {"passed": "green", "failed": "red", "skipped": "yellow"}
 
@@ -70,25 +70,34 @@ def print_report(report: GradingReport, console: Console | None = None, *, show_
         console.print(f"[red]{len(report.internal_errors)} test(s) hit an internal grader error (see above).[/red]")
 
 
-def write_json_atomic(data: object, path: Path) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of one.
+def write_text_atomic(text: str, path: Path) -> None:
+    """Write a file so that readers see the old file or the new one, never half of one.
 
     Args:
-        data: JSON-able data.
+        text: the content.
         path: the destination.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
+            stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(data: object, path: Path) -> None:
+    """Write JSON atomically (see :func:`write_text_atomic`).
+
+    Args:
+        data: JSON-able data.
+        path: the destination.
+    """
+    write_text_atomic(json.dumps(data, indent=2) + "\n", path)
 
 
 def write_results_json(report: GradingReport, path: Path) -> None:
