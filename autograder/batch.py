@@ -141,6 +141,7 @@ def _grade_one(student: str, path: str, limits: Limits, out_dir: str, performanc
     """Grade one student in a pool process; write their files; return plain data for the gradebook."""
     from autograder.grading import grade
     from autograder.report import feedback_markdown, write_json_atomic, write_text_atomic
+    from autograder.similarity import write_submitted_code
     from autograder.submission import SubmissionError
 
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -162,6 +163,7 @@ def _grade_one(student: str, path: str, limits: Limits, out_dir: str, performanc
         feedback, max_score = feedback_markdown(report), report.max_score
     write_json_atomic(results, folder / "results.json")
     write_text_atomic(feedback, folder / "feedback.md")
+    write_submitted_code(Path(path), folder)  # for `wsgrade similarity OUT`; never affects the grade
     return {
         "student": student,
         "status": status,

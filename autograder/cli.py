@@ -154,6 +154,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_similarity(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from autograder.report import write_json_atomic
+    from autograder.similarity import default_html_path, print_similarity, similarity_report
+
+    source = Path(args.source)
+    html = Path(args.html) if args.html else default_html_path(source)
+    try:
+        report = similarity_report(source, html=html, top=args.top, noise=args.noise, max_sharing=args.max_sharing)
+    except (ValueError, ImportError, OSError) as problem:
+        print(f"wsgrade: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    console = Console()
+    print_similarity(report, console, top=args.top)
+    console.print(f"wrote {html}")
+    if args.json:
+        write_json_atomic(report.to_dict(), Path(args.json))
+        console.print(f"wrote {args.json}")
+    return EXIT_OK
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     import importlib
     import inspect
@@ -256,6 +278,34 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("out_dir", help="the --out folder of grade-all")
     report.add_argument("--png", metavar="FILE", help="also draw the score histogram into a PNG")
     report.set_defaults(func=_cmd_report)
+
+    from autograder.similarity import DEFAULT_MAX_SHARING, DEFAULT_NOISE, DEFAULT_TOP
+
+    similarity = sub.add_parser(
+        "similarity", help="copy check: the most similar pairs of students' code, starter code ignored (copydetect)"
+    )
+    similarity.add_argument(
+        "source", help="the --out folder of grade-all, or the submissions folder (one entry per student)"
+    )
+    similarity.add_argument(
+        "--html", metavar="FILE", help="the HTML page (default: OUT/similarity.html, or ./similarity.html)"
+    )
+    similarity.add_argument("--json", metavar="FILE", help="also write every pair as JSON")
+    similarity.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"pairs listed (default {DEFAULT_TOP})")
+    similarity.add_argument(
+        "--noise",
+        type=int,
+        default=DEFAULT_NOISE,
+        help=f"shortest match counted, in filtered characters (default {DEFAULT_NOISE})",
+    )
+    similarity.add_argument(
+        "--max-sharing",
+        type=int,
+        default=DEFAULT_MAX_SHARING,
+        metavar="N",
+        help=f"ignore code found in more than N students, as MOSS's -m does (default {DEFAULT_MAX_SHARING})",
+    )
+    similarity.set_defaults(func=_cmd_similarity)
 
     export = sub.add_parser("export", help="write the problem set for nbgrader, otter-grader or Gradescope")
     export.add_argument("platform", choices=("nbgrader", "otter", "gradescope"))
