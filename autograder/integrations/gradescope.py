@@ -32,6 +32,11 @@ a temporary folder laid out like ``/autograder``:
 * ``WSGRADE_TIME_LIMIT``: seconds ``run_autograder`` lets the grader run (default 540, under
   Gradescope's default timeout of 600); the grader's own budget is 90% of it, so that it
   normally finishes and reports the tests it could not run.
+* ``WSGRADE_DRY_RUN=1``: ``run_autograder`` exits with status 3 (the grader failed) when it had to
+  write the score-0 ``results.json``; without it the status is 0 either way (Gradescope reads only
+  the file).
+
+A relative path in these variables is taken from the folder the script was started in.
 
 The zip is deterministic: entries sorted, timestamps fixed, modes fixed (the two scripts
 executable), so the same tree gives the same bytes.
@@ -60,10 +65,14 @@ SETUP_SH = r"""#!/usr/bin/env bash
 #   WSGRADE_AUTOGRADER_ROOT  folder holding source/                   (default /autograder)
 #   WSGRADE_VENV             virtual environment to make or reuse     (default /opt/wsgrade-venv)
 #   WSGRADE_PYTHON           interpreter that makes the environment   (default python3.11)
+# A relative path is taken from the folder this script was started in.
 set -euo pipefail
 
-source_dir="${WSGRADE_AUTOGRADER_ROOT:-/autograder}/source"
-venv="${WSGRADE_VENV:-/opt/wsgrade-venv}"
+absolute() {
+    case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
+}
+source_dir="$(absolute "${WSGRADE_AUTOGRADER_ROOT:-/autograder}")/source"
+venv="$(absolute "${WSGRADE_VENV:-/opt/wsgrade-venv}")"
 python="${WSGRADE_PYTHON:-python3.11}"
 
 die() {
@@ -112,10 +121,19 @@ RUN_AUTOGRADER = r"""#!/usr/bin/env bash
 #   WSGRADE_VENV             virtual environment made by setup.sh            (default /opt/wsgrade-venv)
 #   WSGRADE_TIME_LIMIT       seconds the grader may run; keep it under the assignment's autograder
 #                            timeout (default 540; Gradescope's default timeout is 600)
+#   WSGRADE_DRY_RUN=1        a dry run: exit with status 3 when the grader failed. Otherwise the exit
+#                            status is 0 either way: Gradescope reads only results.json.
+# A relative path is taken from the folder this script was started in (it changes to source/).
 set -uo pipefail
 
-root="${WSGRADE_AUTOGRADER_ROOT:-/autograder}"
-venv="${WSGRADE_VENV:-/opt/wsgrade-venv}"
+absolute() {
+    case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
+}
+root="$(absolute "${WSGRADE_AUTOGRADER_ROOT:-/autograder}")"
+venv="$(absolute "${WSGRADE_VENV:-/opt/wsgrade-venv}")"
+if [ -d "$venv" ]; then
+    venv="$(cd "$venv" && pwd -P)"  # its real path: the sandbox mounts real paths for the worker
+fi
 limit="${WSGRADE_TIME_LIMIT:-540}"
 python="$venv/bin/python"
 results="$root/results/results.json"
@@ -172,6 +190,10 @@ cat >"$results.partial" <<EOF
 }
 EOF
 mv "$results.partial" "$results"
+echo "run_autograder: ERROR: the grader failed ($reason); $results holds a score of 0 that says so" >&2
+if [ "${WSGRADE_DRY_RUN:-0}" = 1 ]; then
+    exit 3
+fi
 """
 
 #: What the zip carries from the repository besides the two scripts (folders are walked).
