@@ -14,21 +14,25 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Generator, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import autograder
 from autograder import __version__
 from autograder.feedback import CheckFailed
 from autograder.sandbox.client import Limits, Sandbox, SandboxBroken, SubmissionDoesNotLoad
+from autograder.sandbox.isolation import Exposure
+from autograder.source import REPO_ROOT, SOLUTION_SOURCE
 from autograder.submission import PreparedSubmission, load_submission
-from autograder.tasks import HIDDEN_VISIBILITY, PARTS, contract_functions, task_by_id
+from autograder.tasks import ALLOWED_PACKAGES, GPU_PACKAGES, HIDDEN_VISIBILITY, PARTS, contract_functions, task_by_id
 
 __all__ = [
     "GPU_KEY",
@@ -37,16 +41,19 @@ __all__ = [
     "GpuUnavailable",
     "GradingReport",
     "TestResult",
+    "UnisolatedRefused",
     "apportion",
     "gpu_available",
     "grade",
     "grade_prepared",
+    "require_file_protection",
 ]
 
 HIDDEN_TESTS = Path(__file__).resolve().parent / "hidden_tests"
 SANDBOX_KEY = pytest.StashKey[Sandbox]()
 GPU_KEY = pytest.StashKey[str]()
 _OUTPUT_LIMIT = 6000
+_CELL_ERRORS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,32 @@ def apportion(points: float, weights: list[tuple[str, float]]) -> dict[str, floa
     return {test: hundredths / 100 for test, hundredths in floors.items()}
 
 
+class UnisolatedRefused(RuntimeError):
+    """A platform path (grade-all, Gradescope, nbgrader, otter) would run student code unprotected."""
+
+
+def require_file_protection(limits: Limits | None, *, allow_unisolated: bool, where: str) -> None:
+    """Refuse to grade a class where student code could read other files (``process`` isolation).
+
+    Args:
+        limits: the limits (their ``isolation`` is the requested mode).
+        allow_unisolated: the instructor's explicit permission to grade unprotected.
+        where: the command or platform, for the message.
+
+    Raises:
+        UnisolatedRefused: when the isolation would not protect files and no permission was given.
+    """
+    from autograder.sandbox.isolation import choose_isolation
+
+    isolation = choose_isolation((limits or Limits()).isolation)
+    if not isolation.protects_files and not allow_unisolated:
+        raise UnisolatedRefused(
+            f"{where}: refusing to grade with {isolation.mode} isolation, where student code could read any file this "
+            "user can (the reference, other students' submissions). Run as root, or where bubblewrap can make user "
+            "namespaces, for a real sandbox; or pass --allow-unisolated to grade anyway"
+        )
+
+
 class GpuUnavailable(RuntimeError):
     """``--gpu require`` was asked for on a machine without a usable CUDA device."""
 
@@ -208,6 +241,81 @@ def gpu_available() -> bool:
 
         return int(cupy.cuda.runtime.getDeviceCount()) > 0
     except Exception:  # ImportError, or CUDA errors when no driver/device is present
+        return False
+
+
+#: A mistake that costs the whole task, not only the test that caught it. A conv2d_fast that returns
+#: a wrong value in any timed round cannot keep the points of the other timing tests.
+FORFEITING_MISTAKES = {"wrong-when-timed": "a timed call of conv2d_fast returned wrong values"}
+
+
+def _apply_forfeits(tests: list[TestResult]) -> list[TestResult]:
+    """Zero every test of a task where one test found a forfeiting mistake, and say why."""
+    forfeited = {t.task_id: FORFEITING_MISTAKES[t.mistake] for t in tests if t.mistake in FORFEITING_MISTAKES}
+    result = []
+    for test in tests:
+        reason = forfeited.get(test.task_id)
+        if reason and test.max_score > 0 and test.mistake not in FORFEITING_MISTAKES:
+            note = f"Task {test.task_id} is forfeited: {reason} (see the test that caught it)."
+            test = replace(
+                test,
+                score=0.0,
+                status="failed",
+                output=(note + ("\n" + test.output if test.output else "")),
+                mistake=test.mistake or "forfeited",
+            )
+        result.append(test)
+    return result
+
+
+def submission_exposure(gpu: str) -> Exposure:
+    """What the student's worker may see: numpy, and CuPy with the GPU's devices where 5.3 runs.
+
+    Args:
+        gpu: ``auto``, ``require`` or ``off`` (see :func:`grade_prepared`).
+    """
+    if gpu == "off" or not gpu_available():
+        return Exposure(ALLOWED_PACKAGES)
+    from importlib import metadata
+
+    nvidia = tuple(
+        name for dist in metadata.distributions() if (name := dist.metadata["Name"] or "").startswith("nvidia-")
+    )
+    devices = tuple(sorted(str(p) for p in Path("/dev").glob("nvidia*") if not p.is_dir()))
+    return Exposure(ALLOWED_PACKAGES + GPU_PACKAGES + nvidia, devices)
+
+
+def course_files(submission: PreparedSubmission, extra: tuple[Path, ...] = ()) -> tuple[Path, ...]:
+    """The paths a sandbox uid must not read where no new root can be built (``uid`` mode).
+
+    The grader's package (hidden tests included), the reference, the checkout around them (its
+    ``.git``, examples and tests; not the virtual environment the worker's numpy comes from), the
+    folder the submission came from (a class's submissions), every home folder, and ``extra``
+    (grade-all's output, Gradescope's folders).
+    """
+    paths = [Path(autograder.__file__).resolve().parent, SOLUTION_SOURCE.parent, *extra]
+    keep = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        for child in REPO_ROOT.iterdir():
+            if not any(k == child.resolve() or child.resolve() in k.parents for k in keep):
+                paths.append(child)
+    origin = Path(submission.origin)
+    if origin.exists():
+        paths.append(origin.resolve().parent)
+    home = Path("/home")
+    if home.is_dir():
+        paths += list(home.iterdir())
+    return tuple(
+        p for p in paths if _may_tighten(p) and not any(k == p.resolve() or p.resolve() in k.parents for k in keep)
+    )
+
+
+def _may_tighten(path: Path) -> bool:
+    """Never a top-level folder (``/``, ``/tmp``) nor a shared sticky one: only course folders."""
+    try:
+        resolved = path.resolve()
+        return resolved.parent != resolved and resolved.parent != Path("/") and not resolved.stat().st_mode & 0o1000
+    except OSError:
         return False
 
 
@@ -369,7 +477,9 @@ def _run_pytest(
     ]
     log = io.StringIO()
     with _hypothesis_home(), contextlib.redirect_stdout(log):
-        pytest.main(args, plugins=[collector])
+        code = pytest.main(args, plugins=[collector])
+    if code == pytest.ExitCode.INTERRUPTED:  # Ctrl-C or SIGTERM: pytest has closed its sandboxes; stop
+        raise KeyboardInterrupt
     return collector, log.getvalue()
 
 
@@ -410,16 +520,22 @@ def grade_prepared(
     started = time.perf_counter()
     limits = limits or Limits()
     notes = list(submission.notes)
-    with Sandbox(submission, contract_functions(), limits, hide=hide) as sandbox:
+    exposure = submission_exposure(gpu)
+    with Sandbox(
+        submission, contract_functions(), limits, exposure=exposure, hide=course_files(submission, hide)
+    ) as sandbox:
         try:
             functions, cell_errors, printed = sandbox.load()
             missing = [name for name in contract_functions() if name not in functions]
             if missing:
                 notes.append("not defined in your code: " + ", ".join(missing))
-            for error in cell_errors:
+            for error in cell_errors[:_CELL_ERRORS_SHOWN]:
                 notes.append(
-                    f"notebook cell {error['cell']} raised {error['type']}: {error['message'][:200]} (ignored)"
+                    f"notebook cell {error.get('cell')} raised {str(error.get('type'))[:100]}: "
+                    f"{str(error.get('message'))[:200]} (ignored)"
                 )
+            if len(cell_errors) > _CELL_ERRORS_SHOWN:
+                notes.append(f"... and {len(cell_errors) - _CELL_ERRORS_SHOWN} more notebook cells raised (ignored)")
             if printed.strip():
                 notes.append("your code printed while loading:\n" + printed.rstrip())
         except SandboxBroken:
@@ -459,11 +575,14 @@ def grade_prepared(
                 record.seconds,
             )
         )
+    tests = _apply_forfeits(tests)
     if collector.problems or (not tests and "error" in log.lower()):
         raise RuntimeError("the hidden test suite is broken: " + "; ".join(collector.problems) + "\n" + log[-3000:])
     if restarts > 1:
         notes.append(f"the process running your code had to be restarted {restarts - 1} time(s) (crashes or time-outs)")
-    if isolation.missing:
+    if not isolation.protects_files:
+        notes.insert(0, isolation.describe())  # the report's first line says that files were not protected
+    elif isolation.missing:
         notes.append(isolation.describe())
     return GradingReport(
         tests=tuple(tests),

@@ -9,12 +9,15 @@ that says what was wrong and what to hand in instead.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -45,6 +48,8 @@ class PreparedSubmission:
         origin: the path that was handed in.
         sha256: hash of the code, for the gradebook.
         notes: what the loader did that the student should know (shown in the report).
+        skip_cells: indices into ``cells`` that the worker does not run: the release's worked
+            examples and figures, which only demonstrate the student's functions.
     """
 
     kind: str
@@ -53,15 +58,61 @@ class PreparedSubmission:
     origin: str
     sha256: str
     notes: tuple[str, ...] = field(default=())
+    skip_cells: tuple[int, ...] = field(default=())
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """Read a submitted file: a regular file, never through a symbolic link, within the size cap."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as problem:
+        if problem.errno == errno.ELOOP:
+            raise SubmissionError(f"{path.name} is a symbolic link; hand in the file itself. {_EXPECTED}") from None
+        raise SubmissionError(f"{path.name} cannot be read ({problem.strerror}). {_EXPECTED}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise SubmissionError(f"{path.name} is not a regular file. {_EXPECTED}")
+        if info.st_size > MAX_SOURCE_BYTES:
+            raise SubmissionError(
+                f"{path.name} is {info.st_size:,} bytes; the limit is {MAX_SOURCE_BYTES:,}. {_EXPECTED}"
+            )
+        data = handle.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise SubmissionError(f"{path.name} is larger than {MAX_SOURCE_BYTES:,} bytes. {_EXPECTED}")
+    return data
+
+
+def _check_folder(folder: Path) -> None:
+    """A submitted folder obeys the zip rules: no symbolic link anywhere, bounded size and count.
+
+    An unpacked archive (unzip and tar both recreate links) could otherwise make the grader read,
+    with its own rights, whatever a link points at.
+    """
+    if folder.is_symlink():
+        raise SubmissionError(f"{folder.name} is a symbolic link; hand in the folder itself. {_EXPECTED}")
+    count = total = 0
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in dirs + files:
+            path = Path(root) / name
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                inside = path.relative_to(folder)
+                raise SubmissionError(
+                    f"{folder.name}/{inside} is a symbolic link; a submission holds real files only. {_EXPECTED}"
+                )
+            count += 1
+            total += info.st_size if stat.S_ISREG(info.st_mode) else 0
+        if count > 10 * MAX_ZIP_ENTRIES or total > MAX_ZIP_BYTES:
+            raise SubmissionError(
+                f"{folder.name}/ holds more than {10 * MAX_ZIP_ENTRIES} entries or {MAX_ZIP_BYTES:,} bytes. {_EXPECTED}"
+            )
 
 
 def _read_text(path: Path) -> str:
-    size = path.stat().st_size
-    if size > MAX_SOURCE_BYTES:
-        raise SubmissionError(f"{path.name} is {size:,} bytes; the limit is {MAX_SOURCE_BYTES:,}. {_EXPECTED}")
-    if size == 0:
+    data = _read_regular_file(path)
+    if not data:
         raise SubmissionError(f"{path.name} is empty. {_EXPECTED}")
-    data = path.read_bytes()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as problem:
@@ -177,20 +228,38 @@ def _safe_extract(archive: Path, into: Path) -> None:
                     raise SubmissionError(
                         f"{archive.name} contains a symbolic link ({entry.filename}); zip real files only"
                     )
-                target = into / name
-                if entry.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zipped.open(entry) as source, open(target, "wb") as sink:
-                    written = 0
-                    while chunk := source.read(1 << 16):
-                        written += len(chunk)
-                        if written > entry.file_size or written > MAX_SOURCE_BYTES * 4:
-                            raise SubmissionError(f"{archive.name}: {entry.filename} unpacks to more than it declares")
-                        sink.write(chunk)
-    except zipfile.BadZipFile as problem:
+                if entry.flag_bits & 0x1:
+                    raise SubmissionError(f"{archive.name}: {entry.filename} is encrypted; zip it without a password")
+                try:
+                    _extract_member(zipped, entry, into / name, archive)
+                except SubmissionError:
+                    raise
+                except NotImplementedError as problem:  # an unknown compression method
+                    raise SubmissionError(
+                        f"{archive.name}: {entry.filename} uses a compression this grader cannot read ({problem}); "
+                        "zip it again with the ordinary (deflate) compression"
+                    ) from None
+                except (OSError, zlib.error, EOFError, RuntimeError, ValueError, zipfile.BadZipFile) as problem:
+                    raise SubmissionError(
+                        f"{archive.name}: {entry.filename[:200]} cannot be unpacked ({type(problem).__name__}: "
+                        f"{str(problem)[:200]}); zip the folder again. {_EXPECTED}"
+                    ) from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as problem:
         raise SubmissionError(f"{archive.name} is not a valid zip file ({problem}); {_EXPECTED}") from None
+
+
+def _extract_member(zipped: zipfile.ZipFile, entry: zipfile.ZipInfo, target: Path, archive: Path) -> None:
+    if entry.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipped.open(entry) as source, open(target, "xb") as sink:
+        written = 0
+        while chunk := source.read(1 << 16):
+            written += len(chunk)
+            if written > entry.file_size or written > MAX_SOURCE_BYTES * 4:
+                raise SubmissionError(f"{archive.name}: {entry.filename} unpacks to more than it declares")
+            sink.write(chunk)
 
 
 def load_submission(path: str | Path) -> PreparedSubmission:
@@ -207,9 +276,12 @@ def load_submission(path: str | Path) -> PreparedSubmission:
     """
     path = Path(path)
     notes: list[str] = []
+    if path.is_symlink():
+        raise SubmissionError(f"{path.name} is a symbolic link; hand in the file or folder itself. {_EXPECTED}")
     if not path.exists():
         raise SubmissionError(f"{path} does not exist; {_EXPECTED}")
     if path.is_dir():
+        _check_folder(path)
         return _prepare_file(_pick_in_folder(path, notes), str(path), notes)
     if path.suffix == ".zip":
         with tempfile.TemporaryDirectory(prefix="wsgrade-zip-") as tmp:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "ALLOWED_PACKAGES",
+    "GPU_PACKAGES",
     "HIDDEN_VISIBILITY",
     "PARTS",
     "SPEED_BANDS",
@@ -23,6 +25,12 @@ __all__ = [
     "task_by_id",
     "tasks_for_function",
 ]
+
+#: What a submission may import besides the standard library (distribution names as pip knows them).
+#: In the namespace sandboxes nothing else exists for student code; the student README says so.
+ALLOWED_PACKAGES: tuple[str, ...] = ("numpy",)
+#: Added where the GPU task runs (Task 5.3): CuPy and the libraries its wheels bring.
+GPU_PACKAGES: tuple[str, ...] = ("cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x", "fastrlock")
 
 #: Gradescope visibility of hidden tests: their scores and feedback appear once grades are published.
 HIDDEN_VISIBILITY = "after_published"

@@ -72,7 +72,7 @@ def reference_worker(sub: SubmissionProxy) -> Iterator[Sandbox]:
         "module", (code,), "weight_sharing.py", "<reference>", hashlib.sha256(code.encode()).hexdigest()
     )
     limits = replace(sub.sandbox.limits, call_timeout=120.0, budget_seconds=3600.0)
-    with Sandbox(submission, ("conv2d_fast",), limits) as box:
+    with Sandbox(submission, ("conv2d_fast",), limits, exposure=sub.sandbox.exposure) as box:
         yield box
 
 

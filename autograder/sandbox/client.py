@@ -15,19 +15,32 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import autograder
-from autograder.sandbox import worker as wire
-from autograder.sandbox.isolation import Isolation, choose_isolation, kill_uid, new_uid, prepare_scratch, wrap_command
-from autograder.source import SOLUTION_SOURCE
+from autograder.sandbox import layers, wire
+from autograder.sandbox.cgroup import SandboxCgroup
+from autograder.sandbox.isolation import (
+    INNER_SITE,
+    INNER_WORKER,
+    Exposure,
+    Isolation,
+    Tightened,
+    UidLease,
+    choose_isolation,
+    interpreter,
+    kill_uid,
+    remove_files_of,
+    site_entries,
+    uid_processes,
+    wrap_command,
+)
 from autograder.submission import PreparedSubmission
 
 __all__ = [
@@ -47,7 +60,13 @@ __all__ = [
     "WorkerCrashed",
 ]
 
-WORKER_SOURCE = Path(wire.__file__)
+#: The files copied into the worker's own folder (nothing else of the grader's package goes there).
+WORKER_FILES = tuple(Path(module.__file__ or "") for module in (wire, layers)) + (
+    Path(__file__).with_name("worker.py"),
+)
+#: Bounds on one reply (forged frames cannot make the grader buffer gigabytes).
+REPLY_LIMITS = wire.WireLimits()
+_POLL_SECONDS = 0.05
 _SIGNAL_MEANINGS = {
     signal.SIGSEGV: "a segmentation fault",
     signal.SIGKILL: "being killed (most often: memory)",
@@ -63,22 +82,34 @@ _SIGNAL_MEANINGS = {
 class Limits:
     """Resource limits for student code. Each can be set on the command line.
 
+    The limits that decide a score count **CPU time** of the student's process tree (where the
+    machine can measure it: a cgroup, else the worker's own ``/proc`` entry), so a busy grading
+    machine does not fail slow but correct code. Wall-clock time is only a generous backstop
+    (``wall_factor`` times the CPU limit, at least ``wall_minimum`` seconds more) against code that
+    sleeps or blocks; when it fires, the student is told that the code waited.
+
     Attributes:
-        call_timeout: seconds one call may take.
-        load_timeout: seconds loading the submission may take.
-        memory_bytes: address-space limit of the worker (RLIMIT_AS).
-        cpu_seconds: CPU-time limit of one worker (RLIMIT_CPU).
+        call_timeout: CPU seconds one call may use.
+        load_timeout: CPU seconds loading the submission may use.
+        wall_factor: the wall-clock backstop, as a multiple of the CPU limit.
+        wall_minimum: the wall-clock backstop is at least the CPU limit plus this many seconds.
+        memory_bytes: memory of the sandbox (RLIMIT_AS per process; the whole tree where cgroups work).
+        cpu_seconds: CPU-time limit of one worker process (RLIMIT_CPU).
         file_bytes: largest file the worker may write (RLIMIT_FSIZE).
         open_files: open file descriptors (RLIMIT_NOFILE).
         output_chars: printed characters kept per call.
         budget_seconds: wall-clock budget of one whole grading.
         blas_threads: BLAS/OpenMP threads in the worker.
-        processes: processes and threads the worker's uid may have (only where it has its own uid).
+        processes: processes and threads of the sandbox (its uid's, or its cgroup's).
+        home_bytes: size of the private, memory-backed home and ``/tmp`` (namespace modes).
+        cpus: CPUs the sandbox is pinned to (a cpuset list such as ``"1"``; empty: not pinned).
         isolation: ``auto`` (the strongest available) or a mode of :mod:`autograder.sandbox.isolation`.
     """
 
     call_timeout: float = 5.0
     load_timeout: float = 20.0
+    wall_factor: float = 4.0
+    wall_minimum: float = 20.0
     memory_bytes: int = 2 * 1024**3
     cpu_seconds: int = 900
     file_bytes: int = 64 * 1024**2
@@ -86,8 +117,14 @@ class Limits:
     output_chars: int = 4000
     budget_seconds: float = 600.0
     blas_threads: int = 1
-    processes: int = 128
+    processes: int = 64
+    home_bytes: int = 64 * 1024**2
+    cpus: str = ""
     isolation: str = "auto"
+
+    def wall_limit(self, cpu_limit: float) -> float:
+        """The wall-clock backstop for a CPU-time limit."""
+        return max(cpu_limit * self.wall_factor, cpu_limit + self.wall_minimum)
 
 
 class SandboxError(Exception):
@@ -116,7 +153,16 @@ class WorkerCrashed(SandboxError):
 
 
 class CallTimeout(SandboxError):
-    """The call did not return within its time limit; the worker was killed."""
+    """The call did not return within its time limit; the worker was killed.
+
+    Attributes:
+        waited: True when the wall-clock backstop fired while the code used little CPU (it slept,
+            waited for input or blocked), False when it used up its CPU time.
+    """
+
+    def __init__(self, message: str = "", *, waited: bool = False) -> None:
+        super().__init__(message)
+        self.waited = waited
 
 
 class FunctionMissing(SandboxError):
@@ -173,7 +219,7 @@ class OnDevice:
 
 @dataclass(frozen=True)
 class Layer:
-    """A layer description sent instead of a function (see :func:`worker.build_layer`).
+    """A layer description sent instead of a function (see :func:`layers.build_layer`).
 
     Attributes:
         spec: the description.
@@ -182,7 +228,7 @@ class Layer:
     spec: dict[str, Any]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return wire.build_layer(self.spec)(x)
+        return layers.build_layer(self.spec)(x)
 
 
 @dataclass(frozen=True)
@@ -195,7 +241,9 @@ class CallResult:
         mutated: names of array arguments the call modified in place.
         seconds: wall time of the round trip, measured here.
         device: ``"cupy"`` when the value arrived as a CuPy array, else ``""``.
-        lines: lines of the submission executed by the call, when counting was asked for.
+        cpu_seconds: CPU time of the sandbox's processes during the call, measured here from
+            outside, for ``exclusive`` (timed) calls (None otherwise, or where the machine gives no
+            such measure).
     """
 
     value: Any
@@ -203,13 +251,13 @@ class CallResult:
     mutated: tuple[str, ...]
     seconds: float
     device: str = ""
-    lines: int | None = None
+    cpu_seconds: float | None = None
 
 
 def _encode_request(value: Any, frames: list[bytes], uses: set[str]) -> Any:
     """Encode a call argument (arrays, views, layers and containers of them)."""
     if isinstance(value, ArrayView):
-        frames.append(wire._array_to_frame(value.base))
+        frames.append(wire.array_to_frame(value.base))
         return {
             "__array__": len(frames) - 1,
             "view": {"slices": [list(s) for s in value.slices], "axes": list(value.axes)},
@@ -218,11 +266,7 @@ def _encode_request(value: Any, frames: list[bytes], uses: set[str]) -> Any:
         return {"__layer__": _encode_request(value.spec, frames, uses)}
     if isinstance(value, OnDevice):
         uses.add("cupy")
-        frames.append(wire._array_to_frame(value.array))
-        return {"__array__": len(frames) - 1, "device": "cupy"}
-    if type(value).__module__.split(".")[0] == "cupy":
-        uses.add("cupy")
-        frames.append(wire._array_to_frame(value.get()))
+        frames.append(wire.array_to_frame(value.array))
         return {"__array__": len(frames) - 1, "device": "cupy"}
     if isinstance(value, dict):
         return {"__dict__": {k: _encode_request(v, frames, uses) for k, v in value.items()}}
@@ -233,11 +277,29 @@ def _encode_request(value: Any, frames: list[bytes], uses: set[str]) -> Any:
     return wire.encode(value, frames)
 
 
+def _proc_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and of its waited-for children, from ``/proc`` (None if gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    except (OSError, IndexError, ValueError):
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _start_time(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 1 << 62
+
+
 @dataclass
 class _Worker:
     process: subprocess.Popen[bytes]
     req_fd: int
     resp_fd: int
+    host_pid: int | None = None
     functions: tuple[str, ...] = ()
     load_output: str = ""
     cell_errors: list[dict[str, Any]] = field(default_factory=list)
@@ -250,7 +312,10 @@ class Sandbox:
         submission: the student's code, already read and checked.
         functions: the contract's function names (the worker reports which exist).
         limits: resource limits.
-        hide: more paths the worker must not see (the grader's package and the reference always are).
+        exposure: what the worker may see besides the interpreter (the allowlist: numpy).
+        hide: paths made unreadable to the sandbox uid while it runs, in ``uid`` mode, where no new
+            root can be built (the grader's package, the reference, outputs, submissions). The
+            namespace modes need no such list: nothing outside the allowlist exists there.
     """
 
     def __init__(
@@ -259,15 +324,24 @@ class Sandbox:
         functions: tuple[str, ...],
         limits: Limits | None = None,
         *,
-        hide: tuple[Path, ...] = (),
+        exposure: Exposure | None = None,
+        hide: Iterable[Path] = (),
     ) -> None:
         self.submission = submission
         self.functions = functions
         self.limits = limits or Limits()
+        self.exposure = exposure or Exposure()
         self.isolation: Isolation = choose_isolation(self.limits.isolation)
-        self.uid = new_uid() if self.isolation.drops_privileges else None
-        self.hide = (Path(autograder.__file__).resolve().parent, SOLUTION_SOURCE.parent, *hide)
+        self._lease = UidLease() if self.isolation.drops_privileges else None
+        self.uid = self._lease.uid if self._lease else None
+        self._tightened = Tightened(hide) if self.isolation.mode == "uid" else None
         self._scratch = Path(tempfile.mkdtemp(prefix="wsgrade-sandbox-"))
+        self._cgroup = SandboxCgroup.create(
+            self._scratch.name,
+            memory_bytes=self.limits.memory_bytes + self.limits.home_bytes,
+            processes=self.limits.processes,
+            cpus=self.limits.cpus,
+        )
         self._worker: _Worker | None = None
         self._load_failure: SubmissionDoesNotLoad | None = None
         self._deadline = time.monotonic() + self.limits.budget_seconds
@@ -277,16 +351,32 @@ class Sandbox:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def worker_dir(self) -> Path:
+        """The host folder with the worker's files."""
+        return self._scratch / "worker"
+
     def _write_scratch(self) -> None:
-        shutil.copyfile(WORKER_SOURCE, self._scratch / "worker.py")
-        (self._scratch / "home").mkdir()
-        spec = {
-            "kind": self.submission.kind,
-            "cells": list(self.submission.cells),
-            "filename": self.submission.filename,
-        }
-        (self._scratch / "submission.json").write_text(json.dumps(spec))
-        prepare_scratch(self.isolation, self._scratch, self.uid, self.hide)
+        """Lay out the scratch folder: ``worker/`` (code and config), ``site/``, ``home/``, ``empty/``.
+
+        The folder is 0700: in ``uid`` mode it belongs to the sandbox uid (no other sandbox can
+        enter it), elsewhere to the grader (the worker sees only what is bound into its root).
+        """
+        self.worker_dir.mkdir(mode=0o755)
+        for source in WORKER_FILES:
+            shutil.copyfile(source, self.worker_dir / source.name)
+        (self._scratch / "empty").mkdir(mode=0o755)
+        if not self.isolation.namespaces:
+            (self._scratch / "home").mkdir(mode=0o700)
+            site = self._scratch / "site"
+            site.mkdir(mode=0o755)
+            for entry in site_entries(self.exposure.distributions):
+                (site / entry.name).symlink_to(entry)
+        if self.uid is not None and not self.isolation.namespaces:
+            for path in (self._scratch, *self._scratch.rglob("*")):
+                os.chown(path, self.uid, self.uid, follow_symlinks=False)
+        for path in self.worker_dir.iterdir():
+            path.chmod(0o644)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -295,9 +385,22 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        """Kill any worker and delete the scratch folder."""
+        """Kill any worker and everything it started, delete the scratch folder, restore modes."""
         self._kill()
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
+        if self.uid is not None:
+            kill_uid(self.uid)
+            if not self.isolation.namespaces:
+                remove_files_of(self.uid)
         shutil.rmtree(self._scratch, ignore_errors=True)
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+        if self._tightened is not None:
+            self._tightened.restore()
+            self._tightened = None
 
     def _kill(self) -> None:
         worker, self._worker = self._worker, None
@@ -308,38 +411,49 @@ class Sandbox:
                 os.close(fd)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(worker.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            worker.process.kill()
+        worker.process.wait()
+        if self._cgroup is not None:
+            self._cgroup.kill()
         if self.uid is not None:
             kill_uid(self.uid)  # anything the worker left behind, double-forked daemons included
-        worker.process.wait()
 
     def _env(self) -> dict[str, str]:
         threads = str(self.limits.blas_threads)
+        home = "/tmp" if self.isolation.namespaces else str(self._scratch / "home")
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self._scratch / "home"),
-            "TMPDIR": str(self._scratch / "home"),
+            "PATH": "/usr/bin:/bin",
+            "HOME": home,
+            "TMPDIR": home,
             "LANG": "C.UTF-8",
             "OMP_NUM_THREADS": threads,
             "OPENBLAS_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
             "VECLIB_MAXIMUM_THREADS": threads,
             "NUMEXPR_NUM_THREADS": threads,
-            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            # no GPU for the worker unless the GPU task runs (then the grader's own choice of devices)
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "") if self.exposure.devices else "",
+            **{k: v for k, v in os.environ.items() if k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
         }
 
-    def _start(self) -> _Worker:
-        if self._load_failure is not None:
-            raise self._load_failure
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-        config = {
-            "req_fd": req_r,
-            "resp_fd": resp_w,
-            "submission": json.loads((self._scratch / "submission.json").read_text()),
+    def _config(self, req_fd: int, resp_fd: int) -> dict[str, Any]:
+        return {
+            "req_fd": req_fd,
+            "resp_fd": resp_fd,
+            "submission": {
+                "kind": self.submission.kind,
+                "cells": list(self.submission.cells),
+                "filename": self.submission.filename,
+                "skip": list(self.submission.skip_cells),
+            },
             "functions": list(self.functions),
             "output_limit": self.limits.output_chars,
+            "gpu": bool(self.exposure.devices),
             "rlimits": {
-                "RLIMIT_AS": self.limits.memory_bytes,
+                # CUDA reserves far more address space than it uses: on the GPU, memory is bounded by
+                # the sandbox's cgroup instead of the address-space limit
+                **({} if self.exposure.devices else {"RLIMIT_AS": self.limits.memory_bytes}),
                 "RLIMIT_CPU": self.limits.cpu_seconds,
                 "RLIMIT_FSIZE": self.limits.file_bytes,
                 "RLIMIT_NOFILE": self.limits.open_files,
@@ -347,16 +461,39 @@ class Sandbox:
                 **({"RLIMIT_NPROC": self.limits.processes} if self.uid is not None else {}),
             },
         }
-        config_path = self._scratch / "config.json"
-        config_path.write_text(json.dumps(config))
+
+    def _spawn(self) -> _Worker:
+        """Start a worker process under the isolation; nothing of the student's has run yet."""
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        config_path = self.worker_dir / "config.json"
+        config_path.write_text(json.dumps(self._config(req_r, resp_w)))
         config_path.chmod(0o644)
+        if self.uid is not None and not self.isolation.namespaces:
+            os.chown(config_path, self.uid, self.uid)
+        inner = INNER_WORKER if self.isolation.namespaces else str(self.worker_dir)
+        site = INNER_SITE if self.isolation.namespaces else str(self._scratch / "site")
+        argv = [
+            str(interpreter()),
+            "-I",
+            "-S",
+            "-X",
+            "faulthandler",
+            f"{inner}/worker.py",
+            f"{inner}/config.json",
+            site,
+        ]
         command, cwd = wrap_command(
             self.isolation,
-            [sys.executable, "-I", "-X", "faulthandler", str(self._scratch / "worker.py"), str(config_path)],
-            self._scratch,
-            self.uid,
-            self.hide,
+            argv,
+            worker_dir=self.worker_dir,
+            empty=self._scratch / "empty",
+            exposure=self.exposure,
+            home_bytes=self.limits.home_bytes,
+            uid=self.uid,
         )
+        if self._cgroup is not None:
+            command = self._cgroup.enter_command() + command
         with open(self.stderr_path, "ab") as stderr:
             process = subprocess.Popen(
                 command,
@@ -364,7 +501,7 @@ class Sandbox:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 pass_fds=(req_r, resp_w),
-                cwd=cwd,
+                cwd=cwd or self._scratch,
                 env=self._env(),
                 start_new_session=True,
             )
@@ -374,40 +511,86 @@ class Sandbox:
         self.workers_started += 1
         worker = _Worker(process, req_w, resp_r)
         self._worker = worker
-        deadline = min(time.monotonic() + self.limits.load_timeout, self._deadline)
+        return worker
+
+    def _handshake(self, worker: _Worker, deadline: float) -> None:
+        """Wait for the worker's first word; without it the environment is broken (a grader error)."""
         try:
-            alive, _ = self._receive(worker, deadline)
-            if not alive.get("alive"):
-                raise WorkerCrashed("it did not report as expected")
-        except (CallTimeout, WorkerCrashed) as problem:
+            alive, _ = wire.read_message(worker.resp_fd, deadline, REPLY_LIMITS)
+            if alive.get("alive") is not True:
+                raise wire.WireError("it did not report as expected")
+        except wire.WireError as problem:
+            reason = self._crash_reason(worker) if isinstance(problem, wire.PeerClosed) else str(problem)
+            self._kill()
+            tail = self._stderr_tail()
+            reason += f"; it printed:\n{tail}" if tail and tail not in reason else ""
+            raise SandboxBroken(
+                f"the grader could not start its worker process ({reason}); this is a problem with the grading "
+                f"environment, not with the submission (isolation: {self.isolation.mode}, python: {interpreter()})"
+            ) from None
+        if alive.get("gpu_error"):
             self._kill()
             raise SandboxBroken(
-                f"the grader could not start its worker process ({problem}); this is a problem with the grading "
-                f"environment, not with the submission (isolation: {self.isolation.mode}, python: {sys.executable})"
-            ) from None
-        try:
-            ready, _ = self._receive(worker, deadline)
-        except CallTimeout:
-            self._kill()
-            self._load_failure = SubmissionDoesNotLoad(
-                f"loading your code took more than {self.limits.load_timeout:g} s (code at the top level of the "
-                "file runs when it is loaded: move experiments into functions)"
+                "the GPU task runs here, but CuPy does not import in the sandbox "
+                f"({str(alive['gpu_error'])[:2000]}); this is a problem with the grading environment, not with the "
+                "submission (check the GPU packages in autograder.tasks.GPU_PACKAGES and the devices passed in)"
             )
+        worker.host_pid = self._find_worker_pid(worker)
+        if self.limits.cpus and worker.host_pid is not None and self._cgroup is None:
+            with contextlib.suppress(OSError, ValueError):
+                os.sched_setaffinity(worker.host_pid, {int(c) for c in self.limits.cpus.split(",")})
+
+    def _find_worker_pid(self, worker: _Worker) -> int | None:
+        """The worker's pid on this machine (inside bwrap it has another in its own namespace)."""
+        if not self.isolation.namespaces:
+            return worker.process.pid
+        if self.uid is not None:
+            mine = self._uid_pids()
+            return min(mine, key=_start_time) if mine else None
+        return None
+
+    def _uid_pids(self) -> list[int]:
+        return uid_processes(self.uid) if self.uid is not None else []
+
+    def _load(self, worker: _Worker) -> None:
+        """Wait while the worker runs the submission's code; a failure there is the student's."""
+        try:
+            ready, _ = self._receive(worker, self.limits.load_timeout)
+        except CallTimeout as late:
+            self._kill()
+            what = (
+                f"loading your code waited more than {self.limits.wall_limit(self.limits.load_timeout):g} s without "
+                "finishing (it sleeps, waits for input or blocks at the top level of the file)"
+                if late.waited
+                else f"loading your code used more than {self.limits.load_timeout:g} s of CPU time (code at the top "
+                "level of the file runs when it is loaded: move experiments into functions)"
+            )
+            self._load_failure = SubmissionDoesNotLoad(what)
             raise self._load_failure from None
         except WorkerCrashed as crash:
             self._kill()
             self._load_failure = SubmissionDoesNotLoad(f"the process running your code died while loading it: {crash}")
             raise self._load_failure from None
-        if not ready.get("ok"):
+        if ready.get("ok") is not True:
             self._kill()
-            record = ready.get("error", {})
+            error = ready.get("error")
+            record: dict[str, Any] = error if isinstance(error, dict) else {}
             self._load_failure = SubmissionDoesNotLoad(
-                f"running your file raised {record.get('type')}: {record.get('message')}\n{record.get('traceback', '')}"
+                f"running your file raised {str(record.get('type'))[:200]}: {str(record.get('message'))[:2000]}\n"
+                f"{str(record.get('traceback', ''))[:4000]}"
             )
             raise self._load_failure
-        worker.functions = tuple(ready.get("functions", ()))
-        worker.load_output = str(ready.get("output", ""))
-        worker.cell_errors = list(ready.get("cell_errors", []))
+        worker.functions = tuple(str(f) for f in ready.get("functions", ()) if f in self.functions)
+        worker.load_output = str(ready.get("output", ""))[: self.limits.output_chars + 100]
+        errors = ready.get("cell_errors", [])
+        worker.cell_errors = [e for e in errors if isinstance(e, dict)][:50] if isinstance(errors, list) else []
+
+    def _start(self) -> _Worker:
+        if self._load_failure is not None:
+            raise self._load_failure
+        worker = self._spawn()
+        self._handshake(worker, min(time.monotonic() + self.limits.wall_limit(20.0), self._deadline))
+        self._load(worker)
         return worker
 
     def load(self) -> tuple[tuple[str, ...], list[dict[str, Any]], str]:
@@ -422,71 +605,105 @@ class Sandbox:
         worker = self._worker or self._start()
         return worker.functions, worker.cell_errors, worker.load_output
 
+    # -- measuring -----------------------------------------------------------------------------
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by the current worker's tree, measured from outside (or None)."""
+        if self._cgroup is not None:
+            return self._cgroup.cpu_seconds()
+        worker = self._worker
+        if worker is None or worker.host_pid is None:
+            return None
+        return _proc_cpu_seconds(worker.host_pid)
+
+    def end_stray_processes(self) -> int:
+        """Kill every process of the sandbox but the worker itself (before and after a timed call).
+
+        Returns:
+            How many were killed.
+        """
+        worker = self._worker
+        if worker is None or worker.host_pid is None or self.uid is None:
+            return 0
+        strays = [pid for pid in self._uid_pids() if pid != worker.host_pid]
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return len(strays)
+
     # -- wire ----------------------------------------------------------------------------------
+
+    def _stderr_tail(self, size: int = 1500) -> str:
+        try:
+            with open(self.stderr_path, "rb") as handle:
+                handle.seek(max(0, self.stderr_path.stat().st_size - size))
+                return handle.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
 
     def _crash_reason(self, worker: _Worker) -> str:
         try:
             code = worker.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             return "it stopped answering"
-        if code < 0:
-            reason = f"it was stopped by {_SIGNAL_MEANINGS.get(signal.Signals(-code), signal.Signals(-code).name)}"
+        if self._cgroup is not None and self._cgroup.oom_killed():
+            return "it was killed for using more memory than the sandbox allows (all its processes together)"
+        if code < 0 or code > 128:
+            number = -code if code < 0 else code - 128
+            try:
+                name = _SIGNAL_MEANINGS.get(signal.Signals(number), signal.Signals(number).name)
+            except ValueError:
+                name = f"signal {number}"
+            reason = f"it was stopped by {name}"
         else:
             reason = f"it exited with status {code} (sys.exit or os._exit in your code?)"
-        try:
-            with open(self.stderr_path, "rb") as handle:
-                handle.seek(max(0, self.stderr_path.stat().st_size - 1500))
-                tail = handle.read().decode("utf-8", "replace").strip()
-        except OSError:
-            tail = ""
+        tail = self._stderr_tail()
         return reason + (f"; its last words:\n{tail}" if tail and "Fatal Python error" in tail else "")
 
-    def _read_exactly(self, worker: _Worker, size: int, deadline: float) -> bytes:
-        chunks, remaining = [], size
-        while remaining:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                raise CallTimeout
-            ready, _, _ = select.select([worker.resp_fd], [], [], timeout)
-            if not ready:
-                raise CallTimeout
-            chunk = os.read(worker.resp_fd, min(remaining, 1 << 20))
-            if not chunk:
-                raise WorkerCrashed(self._crash_reason(worker))
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+    def _receive(
+        self, worker: _Worker, cpu_limit: float, started_cpu: float | None = None
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        """Wait for one reply within ``cpu_limit`` CPU seconds (and the wall-clock backstop).
 
-    def _receive(self, worker: _Worker, deadline: float) -> tuple[dict[str, Any], list[bytes]]:
-        (length,) = wire._HEADER.unpack(self._read_exactly(worker, wire._HEADER.size, deadline))
-        if length > wire.MAX_HEADER_BYTES:
-            raise WorkerCrashed(f"it sent a message header of {length} bytes (the limit is {wire.MAX_HEADER_BYTES})")
+        Args:
+            worker: the worker.
+            cpu_limit: CPU seconds the sandbox may use before replying.
+            started_cpu: the sandbox's CPU time when the request was sent (read now if None).
+
+        Raises:
+            CallTimeout: the CPU limit or the backstop was passed (``waited`` says which).
+            WorkerCrashed: the worker died, or sent something that breaks the wire's rules.
+        """
+        if started_cpu is None:
+            started_cpu = self.cpu_seconds()
+        wall = min(time.monotonic() + self.limits.wall_limit(cpu_limit), self._deadline + 1.0)
+        if started_cpu is None:  # nothing measures CPU time here: the wall clock is all there is
+            wall = min(time.monotonic() + cpu_limit, self._deadline + 1.0)
+        while True:
+            timeout = min(_POLL_SECONDS * 4, wall - time.monotonic())
+            if timeout <= 0:
+                raise CallTimeout(waited=started_cpu is not None)
+            if select.select([worker.resp_fd], [], [], timeout)[0]:
+                break
+            used = self.cpu_seconds()
+            if started_cpu is not None and used is not None and used - started_cpu > cpu_limit:
+                raise CallTimeout(waited=False)
         try:
-            header = json.loads(self._read_exactly(worker, length, deadline))
-            nframes = int(header["nframes"])
-        except (ValueError, KeyError, TypeError) as problem:
-            raise WorkerCrashed(f"it sent a malformed message ({problem})") from None
-        frames = []
-        for _ in range(nframes):
-            (size,) = wire._FRAME.unpack(self._read_exactly(worker, wire._FRAME.size, deadline))
-            if size > wire.MAX_FRAME_BYTES:
-                raise WorkerCrashed(f"it sent an array of {size} bytes (the limit is {wire.MAX_FRAME_BYTES})")
-            frames.append(self._read_exactly(worker, size, deadline))
-        return header, frames
+            return wire.read_message(worker.resp_fd, wall, REPLY_LIMITS)
+        except wire.WireTimeout:
+            raise CallTimeout(waited=True) from None
+        except wire.PeerClosed:
+            raise WorkerCrashed(self._crash_reason(worker)) from None
+        except wire.WireError as problem:
+            raise WorkerCrashed(f"it sent a message that breaks the rules ({problem})") from None
 
-    def _send(self, worker: _Worker, data: bytes, deadline: float) -> None:
-        view = memoryview(data)
-        while view:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                raise CallTimeout
-            _, ready, _ = select.select([], [worker.req_fd], [], timeout)
-            if not ready:
-                raise CallTimeout
-            try:
-                view = view[os.write(worker.req_fd, view) :]
-            except BrokenPipeError:
-                raise WorkerCrashed(self._crash_reason(worker)) from None
+    def _send(self, worker: _Worker, request: dict[str, Any], frames: list[bytes], deadline: float) -> None:
+        try:
+            wire.write_message(worker.req_fd, request, frames, deadline)
+        except wire.WireTimeout:
+            raise CallTimeout(waited=True) from None
+        except wire.PeerClosed:
+            raise WorkerCrashed(self._crash_reason(worker)) from None
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -498,7 +715,7 @@ class Sandbox:
         *,
         argnames: tuple[str, ...] = (),
         timeout: float | None = None,
-        count_lines: bool = False,
+        exclusive: bool = False,
     ) -> CallResult:
         """Call ``function(*args, **kwargs)`` in the worker.
 
@@ -507,8 +724,9 @@ class Sandbox:
             args: positional arguments: arrays, :class:`ArrayView`, :class:`Layer`, plain data.
             kwargs: keyword arguments, likewise.
             argnames: the contract's parameter names, so that the worker can name mutated arguments.
-            timeout: seconds for this call (default: the limits' ``call_timeout``).
-            count_lines: count the submission's lines the call executes (slows the call down).
+            timeout: CPU seconds for this call (default: the limits' ``call_timeout``).
+            exclusive: end every other process of the sandbox before and after the call (timed
+                calls: nothing the student started may run while the reference is timed).
 
         Returns:
             The result.
@@ -530,34 +748,52 @@ class Sandbox:
             "kwargs": _encode_request(dict(kwargs or {}), frames, uses),
             "argnames": list(argnames),
             "device": "cupy" if "cupy" in uses else "",
-            "count_lines": count_lines,
         }
         limit = self.limits.call_timeout if timeout is None else timeout
-        deadline = min(time.monotonic() + limit, self._deadline + 1.0)
-        started = time.perf_counter()
+        if exclusive:
+            self.end_stray_processes()
+        started, started_cpu = time.perf_counter(), self.cpu_seconds()
         try:
-            self._send(worker, wire.pack_message(request, frames), deadline)
-            reply, out_frames = self._receive(worker, deadline)
-        except CallTimeout:
+            self._send(worker, request, frames, min(time.monotonic() + self.limits.wall_limit(limit), self._deadline))
+            reply, out_frames = self._receive(worker, limit, started_cpu)
+        except CallTimeout as late:
             self._kill()
+            if late.waited:
+                raise CallTimeout(
+                    f"{function} did not return within {self.limits.wall_limit(limit):g} s while using little CPU "
+                    "time: your code waited or slept (time.sleep, input(), a lock, a pipe?)",
+                    waited=True,
+                ) from None
             raise CallTimeout(
-                f"{function} did not return within {limit:g} s (an endless loop, or far too slow?)"
+                f"{function} used more than {limit:g} s of CPU time without returning "
+                "(an endless loop, or far too slow?)"
             ) from None
         except WorkerCrashed as crash:
             self._kill()
             raise WorkerCrashed(f"the process running {function} died: {crash}") from None
         seconds = time.perf_counter() - started
+        cpu = None
+        if exclusive:  # timed calls: their CPU time too, then nothing the call started lives on
+            ended_cpu = self.cpu_seconds()
+            cpu = ended_cpu - started_cpu if ended_cpu is not None and started_cpu is not None else None
+            self.end_stray_processes()
         output = str(reply.get("output", ""))[: self.limits.output_chars + 100]
-        if not reply.get("ok"):
-            if reply.get("missing"):
+        if reply.get("ok") is not True:
+            if reply.get("missing") is True:
                 raise FunctionMissing(f"your code defines no function named {function}")
-            raise StudentRaised(function, reply.get("error") or {}, output)
+            error = reply.get("error")
+            raise StudentRaised(function, error if isinstance(error, dict) else {}, output)
         try:
             value = wire.decode(reply.get("result"), out_frames)
-        except (ValueError, KeyError, IndexError, TypeError) as problem:
+        except (wire.WireError, RecursionError, MemoryError) as problem:
             self._kill()
             raise WorkerCrashed(f"the result of {function} could not be read ({problem})") from None
-        device = "cupy" if isinstance(reply.get("result"), dict) and reply["result"].get("device") == "cupy" else ""
-        mutated = tuple(str(name) for name in reply.get("mutated", []) if name in argnames or name in (kwargs or {}))
-        lines = reply.get("lines")
-        return CallResult(value, output, mutated, seconds, device, lines if type(lines) is int else None)
+        result = reply.get("result")
+        device = "cupy" if isinstance(result, dict) and result.get("device") == "cupy" and "cupy" in uses else ""
+        mutated_names = reply.get("mutated", [])
+        mutated = tuple(
+            str(name)
+            for name in (mutated_names if isinstance(mutated_names, list) else [])
+            if type(name) is str and (name in argnames or name in (kwargs or {}))
+        )
+        return CallResult(value, output, mutated, seconds, device, cpu)

