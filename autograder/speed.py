@@ -1,11 +1,16 @@
 """Grading speed fairly on a noisy machine: a ratio to the reference, measured in the same run.
 
 The student's ``conv2d_fast`` and the reference's run in two worker processes with the same BLAS
-thread count. Each round sends both the same *fresh* random inputs, in alternating order
-(A B, B A, ...) so that drifts in machine load hit both; the time of a call is measured here, in the
-grader, around the whole round trip (a student cannot patch the clock, and transfer costs appear
-on both sides). Every student output is checked, so code that returns garbage or a cached answer
-when it suspects a timing run gets nothing. The score is the band of the ratio of the medians
+thread count, pinned to the same CPU. Each round sends both the same *fresh* random inputs, drawn
+from a secret seed chosen for every grading (so no answer can be computed in advance), in
+alternating order (A B, B A, ...) so that drifts in machine load hit both. The time of a call is
+measured here, in the grader, from outside the worker: the **CPU time of the sandbox's whole
+process tree** during the call, from its cgroup (so a busy machine slows neither side's number),
+or the wall time of the round trip where the machine has no cgroup for it. A student cannot patch
+either clock, and nothing the student started survives a timed call (it would otherwise run while
+the reference is timed). Every student output is checked, so code that returns garbage, NaN or a
+cached answer when it suspects a timing run gets nothing (and forfeits the whole task: see
+:func:`autograder.grading.grade_prepared`). The score is the band of the ratio of the medians
 (``SPEED_BANDS`` in :mod:`autograder.tasks`); a ratio within ``SPEED_EDGE_MARGIN`` of a band's
 edge is measured again with more rounds before it is scored.
 """
@@ -21,7 +26,7 @@ import numpy as np
 from autograder.sandbox.client import CallResult
 from autograder.tasks import SPEED_BANDS, SPEED_EDGE_MARGIN, SpeedShape
 
-__all__ = ["SpeedVerdict", "band", "fresh_inputs", "measure_speed", "near_band_edge"]
+__all__ = ["SpeedVerdict", "band", "call_time", "fresh_inputs", "measure_speed", "near_band_edge"]
 
 ROUNDS = 5
 EXTRA_ROUNDS = 4
@@ -54,12 +59,17 @@ def near_band_edge(ratio: float) -> bool:
     return any(abs(ratio / limit - 1) <= SPEED_EDGE_MARGIN for limit, _ in SPEED_BANDS)
 
 
+def call_time(result: CallResult) -> float:
+    """The time a timed call took: its CPU time measured from outside, else its wall time."""
+    return result.cpu_seconds if result.cpu_seconds is not None else result.seconds
+
+
 def fresh_inputs(shape: SpeedShape, seed: int, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random ``(x, weight, bias)`` of a speed shape; a new seed for every timed call.
 
     Args:
         shape: the layer.
-        seed: the round's seed (fixed per round, so every run times the same data).
+        seed: the round's seed (derived from the grading's secret seed).
         dtype: the dtype.
 
     Returns:
@@ -81,11 +91,13 @@ class SpeedVerdict:
         shape: the layer.
         student: seconds of each timed student call.
         reference: seconds of each timed reference call.
+        clock: ``"CPU"`` or ``"wall"``: what the seconds are.
     """
 
     shape: SpeedShape
     student: tuple[float, ...]
     reference: tuple[float, ...]
+    clock: str = "wall"
 
     @property
     def ratio(self) -> float:
@@ -104,7 +116,8 @@ class SpeedVerdict:
             f"{self.shape.name} {self.shape.x} with {self.shape.weight[0]} filters of "
             f"{self.shape.weight[2]}x{self.shape.weight[3]}, stride {self.shape.stride}, padding {self.shape.padding}: "
             f"your conv2d_fast took {1000 * statistics.median(self.student):.0f} ms, the reference "
-            f"{1000 * statistics.median(self.reference):.0f} ms (median of {len(self.student)} rounds): "
+            f"{1000 * statistics.median(self.reference):.0f} ms ({self.clock} time, median of {len(self.student)} "
+            "rounds): "
             f"{self.ratio:.1f}x, {words}, {self.fraction:.0%} of the points"
         )
 
@@ -136,10 +149,11 @@ def measure_speed(
     """
     warm_inputs = fresh_inputs(shape, seed)
     warm_reference = reference(warm_inputs, None)
-    timeout = max(3.0, TIMEOUT_FACTOR * warm_reference.seconds)
+    timeout = max(3.0, TIMEOUT_FACTOR * call_time(warm_reference))
     check(student(warm_inputs, timeout), warm_reference, warm_inputs)
     student_times: list[float] = []
     reference_times: list[float] = []
+    clocks: set[str] = set()
 
     def run(count: int) -> None:
         for _ in range(count):
@@ -151,12 +165,15 @@ def measure_speed(
                 theirs = reference(inputs, None)
                 mine = student(inputs, timeout)
             check(mine, theirs, inputs)
-            student_times.append(mine.seconds)
-            reference_times.append(theirs.seconds)
+            student_times.append(call_time(mine))
+            reference_times.append(call_time(theirs))
+            clocks.add("CPU" if mine.cpu_seconds is not None and theirs.cpu_seconds is not None else "wall")
+
+    def verdict() -> SpeedVerdict:
+        clock = "CPU" if clocks == {"CPU"} else "wall"
+        return SpeedVerdict(shape, tuple(student_times), tuple(reference_times), clock)
 
     run(rounds)
-    verdict = SpeedVerdict(shape, tuple(student_times), tuple(reference_times))
-    if near_band_edge(verdict.ratio):
+    if near_band_edge(verdict().ratio):
         run(EXTRA_ROUNDS)
-        verdict = SpeedVerdict(shape, tuple(student_times), tuple(reference_times))
-    return verdict
+    return verdict()

@@ -86,9 +86,25 @@ def test_pixel_loops_get_correctness_points_and_no_speed_points(tmp_path: Path) 
     assert any("loops over output pixels" in t.output or "grows with the number of pixels" in t.output for t in speed)
 
 
+NAN_FAST = '''
+def conv2d_fast(x, weight, bias=None, stride=1, padding=0):
+    """Right on small inputs; on big ones (a timing run?) returns uninitialised memory or NaN at once."""
+    if x.size > 100_000:
+        N, _, H_out, W_out = _check_conv_args(x, weight, bias, stride, padding)
+        out = np.empty((N, weight.shape[0], H_out, W_out))
+        out[...] = np.nan
+        return out
+    return conv2d_layer(x, weight, bias, stride=stride, padding=padding)
+'''
+
+
 @pytest.mark.slow
-def test_wrong_answers_when_timed_earn_no_speed_points(tmp_path: Path) -> None:
-    report = grade(_with_fast(tmp_path, CHEATING_FAST), select="test_part5_speed and test_speed")
+@pytest.mark.parametrize("cheat", [CHEATING_FAST, NAN_FAST], ids=["zeros", "nan"])
+def test_a_wrong_answer_in_any_timed_round_forfeits_all_of_the_task(tmp_path: Path, cheat: str) -> None:
+    report = grade(_with_fast(tmp_path, cheat), select="test_part5_speed")
     speed = [t for t in report.tests if t.task_id == "5.2"]
-    assert speed and all(t.score == 0 for t in speed)
-    assert all(t.mistake == "wrong-when-timed" for t in speed), [t.output for t in speed]
+    assert len(speed) == 4 and all(t.score == 0 for t in speed), [(t.name, t.score) for t in speed]
+    timed = [t for t in speed if "reference's time" in t.name]
+    assert all(t.mistake == "wrong-when-timed" for t in timed), [t.output for t in timed]
+    (clock_free,) = [t for t in speed if t not in timed]
+    assert clock_free.mistake == "forfeited" and "Task 5.2 is forfeited" in clock_free.output

@@ -7,7 +7,8 @@ See :mod:`autograder.speed` for how the ratio to the reference is measured and b
 
 from __future__ import annotations
 
-import zlib
+import secrets
+import statistics
 from collections.abc import Callable
 from types import ModuleType
 
@@ -19,14 +20,16 @@ from autograder.grading import gpu_available
 from autograder.hidden_tests.strategies import LayerCase
 from autograder.hidden_tests.test_part1_convolution import check_layer
 from autograder.sandbox.client import CallResult, CallTimeout, OnDevice, Sandbox, SandboxError, StudentRaised
-from autograder.speed import measure_speed
+from autograder.speed import call_time, measure_speed
 from autograder.tasks import SPEED_SHAPES, SpeedShape
 
 graded = pytest.mark.graded
 ARGNAMES = ("x", "weight", "bias", "stride", "padding")
-#: Line counts on an 8x8 and a 32x32 input (16 times the pixels): a vectorised conv2d_fast runs
-#: about the same lines for both; one that loops over pixels runs many more for the larger one.
-SMALL, LARGE = (2, 3, 8, 8), (2, 3, 32, 32)
+#: Timed by the grader on an 8x8 and a 64x64 input (64 times the pixels): a vectorised
+#: conv2d_fast's time grows about as the reference's does; one that loops over pixels grows far more.
+SMALL, LARGE = (2, 3, 8, 8), (2, 3, 64, 64)
+#: The mistake id of a timed call that returned a wrong value: it forfeits all of Task 5.2.
+WRONG_WHEN_TIMED = "wrong-when-timed"
 
 
 def _correctness_gate(sub: SubmissionProxy, ref: ModuleType) -> None:
@@ -50,42 +53,49 @@ def _correctness_gate(sub: SubmissionProxy, ref: ModuleType) -> None:
             ) from None
 
 
-def _line_counts(sub: SubmissionProxy, seed: int, timeout: float | None = None) -> tuple[int | None, int | None]:
-    """Lines of the submission conv2d_fast executes on SMALL and on LARGE (None where not counted)."""
-    counts = []
+def _timed_call(box: Sandbox, x: np.ndarray, weight: np.ndarray, timeout: float | None = None) -> CallResult:
+    return box.call("conv2d_fast", (x, weight), argnames=ARGNAMES, timeout=timeout, exclusive=True)
+
+
+def _growth(box: Sandbox, seed: int, timeout: float | None = None) -> tuple[float, float]:
+    """Median time of conv2d_fast on SMALL and on LARGE, measured by the grader (3 rounds each)."""
+    weight = np.ones((4, 3, 3, 3))
+    times = []
     for shape in (SMALL, LARGE):
         x = np.random.default_rng(seed).standard_normal(shape)
-        result = sub.sandbox.call(
-            "conv2d_fast", (x, np.ones((4, 3, 3, 3))), argnames=ARGNAMES, count_lines=True, timeout=timeout
-        )
-        counts.append(result.lines)
-    return counts[0], counts[1]
+        times.append(statistics.median(call_time(_timed_call(box, x, weight, timeout)) for _ in range(3)))
+    return times[0], times[1]
 
 
-def _grows_with_pixels(small: int, large: int) -> bool:
-    """The rule: 16 times the pixels may not run more than twice the lines (plus a little slack)."""
-    return large > 2 * small + 20
+def _grows_with_pixels(student: tuple[float, float], reference: tuple[float, float]) -> bool:
+    """The rule: the student's time grows from SMALL to LARGE (64 times the pixels) more than four
+    times as steeply as the reference's, and the large call is at least three times the reference's.
+
+    A vectorised conv2d_fast grows about as the reference does (its cost is array work); a loop over
+    output pixels runs 64 times the Python iterations, and its time grows with them.
+    """
+    (small, large), (ref_small, ref_large) = student, reference
+    growth, ref_growth = large / max(small, 1e-6), ref_large / max(ref_small, 1e-6)
+    return growth > 4 * ref_growth and large > 3 * ref_large
 
 
-def _loops_over_pixels(sub: SubmissionProxy) -> tuple[int, int] | None:
-    """Line counts on SMALL and LARGE when they show a loop over pixels, else None."""
+def _loops_over_pixels(sub: SubmissionProxy, reference_worker: Sandbox) -> tuple[float, float] | None:
+    """The student's times on SMALL and LARGE when they show a loop over pixels, else None."""
     try:
-        small, large = _line_counts(sub, seed=1, timeout=30)
+        mine, theirs = _growth(sub.sandbox, seed=1, timeout=30), _growth(reference_worker, seed=1)
     except SandboxError:
         return None
-    if small is None or large is None:
-        return None
-    return (small, large) if _grows_with_pixels(small, large) else None
+    return mine if _grows_with_pixels(mine, theirs) else None
 
 
-def _pixel_loop_hint(sub: SubmissionProxy) -> str | None:
-    counts = _loops_over_pixels(sub)
-    if counts is None:
+def _pixel_loop_hint(sub: SubmissionProxy, reference_worker: Sandbox) -> str | None:
+    times = _loops_over_pixels(sub, reference_worker)
+    if times is None:
         return None
     return (
-        f"your conv2d_fast loops over output pixels: it ran {counts[0]} lines of your code for an 8x8 input and "
-        f"{counts[1]} for a 32x32 one. Build the matrix of receptive fields (im2col) with one copy per kernel offset, "
-        "then use one matrix product."
+        f"your conv2d_fast loops over output pixels: it took {1000 * times[0]:.1f} ms for an 8x8 input and "
+        f"{1000 * times[1]:.1f} ms for a 64x64 one, far steeper than the reference. Build the matrix of receptive "
+        "fields (im2col) with one copy per kernel offset, then use one matrix product."
     )
 
 
@@ -110,12 +120,15 @@ def test_speed(
                 {"bias": b, "stride": shape.stride, "padding": shape.padding},
                 argnames=ARGNAMES,
                 timeout=timeout,
+                exclusive=True,
             )
-        except CallTimeout:
+        except CallTimeout as late:
+            if late.waited:
+                raise CheckFailed(f"On {shape.name} {shape.x}: {late}: no speed points.", mistake="waited") from None
             raise CheckFailed(
                 f"On {shape.name} {shape.x}, your conv2d_fast took more than {timeout or 0:.1f} s, over "
                 f"{(timeout or 0) / max(reference_seconds[0], 1e-9):.0f}x the reference's time: no speed points.",
-                hint=_pixel_loop_hint(sub),
+                hint=_pixel_loop_hint(sub, reference_worker),
                 mistake="slow",
             ) from None
         except StudentRaised as raised:
@@ -130,9 +143,13 @@ def test_speed(
     def reference(inputs: tuple[np.ndarray, ...], timeout: float | None) -> CallResult:
         x, w, b = inputs
         result = reference_worker.call(
-            "conv2d_fast", (x, w), {"bias": b, "stride": shape.stride, "padding": shape.padding}, argnames=ARGNAMES
+            "conv2d_fast",
+            (x, w),
+            {"bias": b, "stride": shape.stride, "padding": shape.padding},
+            argnames=ARGNAMES,
+            exclusive=True,
         )
-        reference_seconds[0] = result.seconds
+        reference_seconds[0] = call_time(result)
         return result
 
     def check(mine: CallResult, theirs: CallResult, inputs: tuple[np.ndarray, ...]) -> None:
@@ -145,35 +162,44 @@ def test_speed(
             )
         # A cheap upper bound on the magnitude of the terms summed: max|x| * sum|w[o]| + |b[o]|.
         bound = np.abs(x).max() * np.abs(w).sum(axis=(1, 2, 3)) + np.abs(b)
-        error = np.abs(got - expected).max(axis=(0, 2, 3))
-        if np.any(error > 1e-9 * bound):
+        with np.errstate(invalid="ignore", over="ignore"):
+            error = np.abs(got - expected).max(axis=(0, 2, 3))
+        # NaN and inf are wrong values: comparisons with NaN are false, so test for "not within".
+        if not np.all(np.isfinite(got)) or not np.all(error <= 1e-9 * bound):
             raise CheckFailed(
                 f"On {shape.name} {shape.x}, a timed call of conv2d_fast returned wrong values (largest error "
-                f"{error.max():.3g}): every timed call is checked, so there are no speed points.",
-                mistake="wrong-when-timed",
+                f"{np.nanmax(np.where(np.isfinite(error), error, np.inf)):.3g}): every timed call is checked, and "
+                "a wrong value in any of them forfeits all of Task 5.2.",
+                mistake=WRONG_WHEN_TIMED,
             )
 
-    seed = zlib.crc32(shape.name.encode())
-    verdict = measure_speed(shape, student, reference, check, seed=seed)
+    # A secret seed for every grading: the worker never sees it, so no answer can be precomputed.
+    verdict = measure_speed(shape, student, reference, check, seed=secrets.randbits(31))
     text = verdict.describe()
     record_property("feedback", text)
     if verdict.fraction < 1.0:
-        hint = _pixel_loop_hint(sub) if verdict.fraction < 0.5 else None
+        hint = _pixel_loop_hint(sub, reference_worker) if verdict.fraction < 0.5 else None
         raise CheckFailed(text, fraction=verdict.fraction, hint=hint, mistake="pixel-loops" if hint else "slow")
 
 
 @graded("5.2", weight=1)
-def test_python_work_does_not_grow_with_image_size(sub: SubmissionProxy, ref: ModuleType) -> None:
-    """runs no Python loop over pixels (lines executed do not grow with the image: a clock-free check)"""
+def test_python_work_does_not_grow_with_image_size(
+    sub: SubmissionProxy, ref: ModuleType, reference_worker: Sandbox
+) -> None:
+    """runs no Python loop over pixels (its time grows with the image no faster than the reference's)"""
     weight = np.ones((4, 3, 3, 3))
     for shape in (SMALL, LARGE):
         x = np.random.default_rng(2).standard_normal(shape)
         check_array(sub.conv2d_fast(x, weight), ref.conv2d_layer(x, weight), scale=ref.conv2d_layer(np.abs(x), weight))
-    counts = [lines or 0 for lines in _line_counts(sub, seed=2)]
-    if _grows_with_pixels(*counts):
+    try:
+        mine, theirs = _growth(sub.sandbox, seed=2, timeout=30), _growth(reference_worker, seed=2)
+    except CallTimeout as late:
+        raise CheckFailed(f"conv2d_fast on a 64x64 input: {late}", mistake="slow") from None
+    if _grows_with_pixels(mine, theirs):
         raise CheckFailed(
-            f"conv2d_fast ran {counts[0]} lines of your code for an 8x8 input and {counts[1]} for a 32x32 input: "
-            "its Python work grows with the number of pixels.",
+            f"conv2d_fast took {1000 * mine[0]:.1f} ms for an 8x8 input and {1000 * mine[1]:.1f} ms for a 64x64 input "
+            f"(the reference: {1000 * theirs[0]:.1f} and {1000 * theirs[1]:.1f} ms): its work grows with the number "
+            "of pixels far faster than the reference's.",
             hint="vectorise: one copy per kernel offset to build the receptive fields, then one matrix product",
             mistake="pixel-loops",
         )
@@ -224,6 +250,7 @@ def test_gpu_speed(
             {"bias": b, "stride": shape.stride, "padding": shape.padding},
             argnames=ARGNAMES,
             timeout=timeout,
+            exclusive=True,
         )
 
     def check(mine: CallResult, theirs: CallResult, inputs: tuple[np.ndarray, ...]) -> None:
@@ -231,12 +258,18 @@ def test_gpu_speed(
             raise CheckFailed(
                 "on the GPU, conv2d_fast must return a CuPy array of the right shape: no GPU speed points"
             )
-        if not np.allclose(mine.value, theirs.value, rtol=1e-6, atol=1e-6 * np.abs(theirs.value).max()):
+        if not np.all(np.isfinite(mine.value)) or not np.allclose(
+            mine.value, theirs.value, rtol=1e-6, atol=1e-6 * np.abs(theirs.value).max()
+        ):
             raise CheckFailed("a timed GPU call of conv2d_fast returned wrong values: no GPU speed points")
 
     try:
         verdict = measure_speed(
-            shape, lambda i, t: call(sub.sandbox, i, t), lambda i, t: call(reference_worker, i, None), check, seed=531
+            shape,
+            lambda i, t: call(sub.sandbox, i, t),
+            lambda i, t: call(reference_worker, i, None),
+            check,
+            seed=secrets.randbits(31),
         )
     except SandboxError as problem:
         raise CheckFailed(f"conv2d_fast on the GPU: {problem}") from None
