@@ -149,7 +149,7 @@ def _grade_one(student: str, path: str, limits: Limits, out_dir: str, performanc
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any]
     try:
-        report = grade(path, limits=limits, performance=performance, hide=(Path(out_dir),))
+        report = grade(path, limits=limits, performance=performance, hide=(Path(out_dir), Path(path).parent))
     except SubmissionError as problem:
         results = {"score": 0, "execution_time": 0, "output": f"Not graded: {problem}", "tests": []}
         status, feedback, max_score = "not-a-submission", f"# Not graded\n\n{problem}\n", 0.0
@@ -271,6 +271,7 @@ def grade_all(
     regrade: bool = False,
     performance: bool = True,
     limits: Limits | None = None,
+    allow_unisolated: bool = False,
     on_progress: Callable[[str, dict[str, Any], int, int], None] | None = None,
 ) -> BatchSummary:
     """Grade every student in ``submissions`` into ``out_dir`` (see the module docstring).
@@ -282,6 +283,8 @@ def grade_all(
         regrade: regrade students whose content did not change.
         performance: run the timing tests (Task 5.2/5.3).
         limits: resource limits for student code.
+        allow_unisolated: grade even where student code's files are not protected (``process``
+            isolation); without it such a run is refused.
         on_progress: called after each student with ``(student, row, done, total)``.
 
     Returns:
@@ -289,7 +292,11 @@ def grade_all(
 
     Raises:
         ValueError: if ``submissions`` is not a folder or two entries share an id.
+        autograder.grading.UnisolatedRefused: for unprotected isolation without ``allow_unisolated``.
     """
+    from autograder.grading import require_file_protection
+
+    require_file_protection(limits, allow_unisolated=allow_unisolated, where="grade-all")
     if not submissions.is_dir():
         raise ValueError(f"{submissions} is not a folder; grade-all expects a folder with one entry per student")
     started = time.perf_counter()

@@ -7,6 +7,7 @@ release); 2 bad usage; 3 the grader itself failed (an internal error, reported i
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_GRADER_ERROR = 0, 1, 2, 3
+EXIT_INTERRUPTED = 128 + 15
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "submissions"
 
 
@@ -55,12 +57,14 @@ def _limits(args: argparse.Namespace) -> Limits:
 def _cmd_grade(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from autograder.grading import GpuUnavailable, grade
+    from autograder.grading import GpuUnavailable, UnisolatedRefused, grade, require_file_protection
     from autograder.report import print_report, write_results_json
     from autograder.submission import SubmissionError
 
     console = Console(stderr=False)
     try:
+        if getattr(args, "require_isolation", False):
+            require_file_protection(_limits(args), allow_unisolated=False, where="wsgrade grade --require-isolation")
         report = grade(
             args.path,
             public_only=args.command == "check",
@@ -76,7 +80,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
             write_json_atomic({"score": 0, "output": f"Not graded: {problem}", "tests": []}, Path(args.json))
         return EXIT_BAD_INPUT
-    except GpuUnavailable as problem:
+    except (GpuUnavailable, UnisolatedRefused) as problem:
         print(f"wsgrade: {problem}", file=sys.stderr)
         return EXIT_GRADER_ERROR
     except Exception as problem:  # the grader itself failed: say so, never blame the student
@@ -93,6 +97,7 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from autograder.batch import class_report, grade_all
+    from autograder.grading import UnisolatedRefused
 
     limits = _limits(args)
     scores: list[float] = []
@@ -124,9 +129,10 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
                 jobs=args.jobs,
                 regrade=args.regrade,
                 limits=limits,
+                allow_unisolated=args.allow_unisolated,
                 on_progress=on_progress,
             )
-        except ValueError as problem:
+        except (ValueError, UnisolatedRefused) as problem:
             print(f"wsgrade: {problem}", file=sys.stderr)
             return EXIT_BAD_INPUT
     print(f"graded {len(summary.graded)}, unchanged and skipped {len(summary.skipped)}, in {summary.seconds:.1f} s")
@@ -258,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     grade = sub.add_parser("grade", help="grade a submission with the hidden tests (sandboxed)")
     grade.add_argument("path", help="weight_sharing.py, weight_sharing.ipynb, a folder holding one, or a .zip")
     grade.add_argument("--json", metavar="FILE", help="write Gradescope's results.json here")
+    grade.add_argument(
+        "--require-isolation",
+        action="store_true",
+        help="refuse to grade where student code's file access cannot be restricted (platform scripts use this)",
+    )
     _add_limit_options(grade)
     grade.set_defaults(func=_cmd_grade)
 
@@ -271,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", required=True, help="output folder (results, feedback, grades.csv, gradebook.sqlite)")
     batch.add_argument("--jobs", type=int, default=1, help="students graded at once (default 1)")
     batch.add_argument("--regrade", action="store_true", help="regrade students whose submission did not change")
+    batch.add_argument(
+        "--allow-unisolated",
+        action="store_true",
+        help="grade even where student code's file access cannot be restricted (process isolation; see README)",
+    )
     _add_limit_options(batch)
     batch.set_defaults(func=_cmd_grade_all)
 
@@ -332,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     demo.add_argument("--jobs", type=int, default=2, help="students graded at once (default 2)")
     _add_limit_options(demo)
-    demo.set_defaults(func=_cmd_grade_all, submissions=str(EXAMPLES), regrade=True)
+    # the bundled examples are our own code: the demo runs wherever the grader does, even unprotected
+    demo.set_defaults(func=_cmd_grade_all, submissions=str(EXAMPLES), regrade=True, allow_unisolated=True)
     return parser
 
 
@@ -346,4 +363,20 @@ def main(argv: list[str] | None = None) -> int:
         The exit code.
     """
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("wsgrade: interrupted; every sandbox was stopped and nothing more was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a time-out, ``kill``) unwinds like Ctrl-C: every sandbox is closed on the way out.
+
+    pytest treats KeyboardInterrupt as "stop the session", tearing its fixtures down (the sandboxes
+    among them); the grading then re-raises it (:func:`autograder.grading.grade_prepared`).
+    """
+    raise KeyboardInterrupt

@@ -58,7 +58,25 @@ VENV_BIN = Path(sys.executable).parent
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 REFERENCE_HELPERS = ("_check_conv_args", "_pair", "_lc_windows")
 WRONG = "conv2d-flipped-kernel"
-STUDENTS = ("correct", "wrong", "stub", "cheater")
+STUDENTS = ("correct", "wrong", "stub", "cheater", "hostile")
+#: Code that would take effect if it ran in nbgrader's kernel (with the instructor's rights): it sets
+#: its own score in the gradebook, prints the installed reference and the hidden tests into its
+#: output (which generate_feedback would hand back), and appends to nbgrader_config.py.
+HOSTILE = """\
+import glob, os, sqlite3
+for db in glob.glob(os.path.join(os.getcwd(), "**", "gradebook.db"), recursive=True) + ["../../../gradebook.db"]:
+    try:
+        with sqlite3.connect(db) as connection:
+            connection.execute("UPDATE grade SET manual_score = 100, auto_score = 100")
+    except Exception as problem:
+        print("gradebook:", problem)
+for pattern in ("/**/solutions/weight_sharing.py", "/**/autograder/hidden_tests/test_part1_convolution.py"):
+    for path in glob.glob(pattern, recursive=True)[:2]:
+        print(open(path).read())
+for config in glob.glob(os.path.join(os.getcwd(), "..", "..", "..", "nbgrader_config.py")):
+    with open(config, "a") as handle:
+        handle.write("\\nc.SandboxVerdict.enabled = False\\n")
+"""
 CHEAT = """\
 import numpy as np
 import numpy.testing
@@ -290,6 +308,13 @@ def _cheater(release: NotebookNode) -> NotebookNode:
     return nb
 
 
+def _hostile(release: NotebookNode) -> NotebookNode:
+    nb = _filled(release, mutant_source(next(m for m in all_mutants() if m.name == WRONG)))
+    at = next(i for i, cell in enumerate(nb.cells) if _nbgrader_meta(cell).get("grade_id") == "check_helpers")
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(HOSTILE))
+    return nb
+
+
 def _sandbox_scores(nb: NotebookNode) -> dict[str, float]:
     """What grade_prepared gives the notebook's own code (every code cell but the test cells), per test cell."""
     kept = [{"cell_type": c.cell_type, "source": c.source} for c in nb.cells if not _is_test_cell(c)]
@@ -328,7 +353,9 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Course:
         "wrong": _filled(release, mutant_source(mutant)),
         "stub": release,
         "cheater": _cheater(release),
+        "hostile": _hostile(release),
     }
+    config_before = (root / "nbgrader_config.py").read_bytes()
     for student, nb in submissions.items():
         folder = root / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
@@ -347,11 +374,20 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Course:
     finally:
         autograde.kill()
     assert autograde.returncode == 0, log[-6000:]
+    assert (root / "nbgrader_config.py").read_bytes() == config_before, "student code edited nbgrader_config.py"
     scores, totals = _gradebook(root, STUDENTS)
     _run(["nbgrader", "generate_feedback", ASSIGNMENT], root, env, 240)
     feedback = {s: (root / "feedback" / s / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text() for s in STUDENTS}
     autograded = {s: nbformat.read(root / "autograded" / s / ASSIGNMENT / NOTEBOOK, as_version=4) for s in STUDENTS}
-    plain = ["nbgrader", "autograde", ASSIGNMENT, "--student=cheater", "--force", "--SandboxVerdict.enabled=False"]
+    plain = [
+        "nbgrader",
+        "autograde",
+        ASSIGNMENT,
+        "--student=cheater",
+        "--force",
+        "--SandboxVerdict.enabled=False",
+        "--StudentCodeOut.enabled=False",
+    ]
     _run(plain, root, env, 300)
     _, plain_totals = _gradebook(root, ("cheater",))
     return Course(
@@ -414,6 +450,19 @@ def test_a_cheater_fools_plain_nbgrader_but_not_the_sandbox(course: Course) -> N
     assert len(restored) == 1, "the deleted test cell is put back (OverwriteCells.add_missing_cells)"
     results = [o for o in restored[0].outputs if o.output_type == "execute_result"]
     assert [o.data["text/plain"] for o in results] == ["0.0"]
+
+
+@pytest.mark.slow
+def test_student_code_never_runs_with_the_instructors_rights(course: Course) -> None:
+    """The hostile notebook's own score, no line of the reference or the hidden tests in its outputs
+    or feedback, and nbgrader_config.py unchanged (checked right after autograde)."""
+    assert course.totals["hostile"] == pytest.approx(course.totals["wrong"])
+    assert course.totals["hostile"] < sum(task.points for task in graded_tasks())
+    texts = [course.feedback["hostile"]] + [
+        str(output.get("text", "")) for cell in course.autograded["hostile"].cells for output in cell.get("outputs", [])
+    ]
+    for text in texts:  # the reference's solution markers and the hidden tests' decorators
+        assert "BEGIN SOLUTION" not in text and "@graded(" not in text and "graded = pytest.mark" not in text
 
 
 @pytest.mark.slow

@@ -11,14 +11,17 @@
   inside ``### BEGIN HIDDEN TESTS``. The standalone release's ``wsgrade check`` cells are left out:
   under nbgrader the test cells are the self-check (see :func:`_drop_self_checks`).
 
-**The verdict is not decided in the student's kernel.** nbgrader scores a test cell by whether it
-raised in the kernel, after the student's code, which can replace any checking function (ours, or
-``np.allclose``). :class:`SandboxVerdict` runs after nbgrader's ``Execute``: it takes the code of
-the submitted notebook (every code cell except the test cells), grades it with
-:func:`autograder.grading.grade_prepared` (student code in a sandboxed worker, hidden tests in the
-grader's process) and overwrites each test cell's outputs with the task's score, which nbgrader
-reads as partial credit, and the grader's feedback. The visible checks still help the student in
-the notebook; they cannot change the grade.
+**The verdict is not decided in the student's kernel, and no student code runs there.** nbgrader
+scores a test cell by whether it raised in the kernel, after the student's code, which can replace
+any checking function (ours, or ``np.allclose``); and that kernel runs with the instructor's rights
+(it can open ``gradebook.db``, edit ``nbgrader_config.py``, print the installed reference).
+:class:`StudentCodeOut` therefore empties every student code cell before nbgrader's ``Execute``
+(the instructor's test cells still run, against nothing); :class:`SandboxVerdict` grades the code
+it took out with :func:`autograder.grading.grade_prepared` (student code in a sandboxed worker,
+hidden tests in the grader's process) and overwrites each test cell's outputs with the task's
+score, which nbgrader reads as partial credit, and the grader's feedback; :class:`StudentCodeBack`
+puts the code back for the autograded notebook and the feedback. The visible checks still help the
+student in their own notebook; they cannot change the grade.
 
 **What is graded.** The correctness tasks. The speed task (5.2) and the GPU task (5.3) are left
 out: their timing bands compare the student's ``conv2d_fast`` with the reference over repeated
@@ -39,6 +42,7 @@ import ast
 import hashlib
 import json
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -46,9 +50,9 @@ from nbconvert.exporters.exporter import ResourcesDict
 from nbformat import NotebookNode
 from nbgrader import utils as nbgrader_utils
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Float
+from traitlets import Bool, Float
 
-from autograder.grading import GradingReport, grade_prepared
+from autograder.grading import GradingReport, grade_prepared, require_file_protection
 from autograder.release import solution_notebook
 from autograder.sandbox.client import Limits
 from autograder.source import SHELL_LINE, SourceError, inline_helpers, solution_regions
@@ -59,6 +63,8 @@ __all__ = [
     "ASSIGNMENT",
     "CONFIG",
     "SandboxVerdict",
+    "StudentCodeBack",
+    "StudentCodeOut",
     "export",
     "grade_cell_id",
     "graded_tasks",
@@ -101,15 +107,20 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
 ]
 
-# nbgrader 0.9.6's autograde pipeline with one addition, SandboxVerdict, which grades the
-# submitted code in the wsgrade sandbox and writes each test cell's score into its output.
-# The order matters: SandboxVerdict must come after Execute (which replaces every output with what
-# the student's kernel printed) and before SaveAutoGrades (which reads the score from the output);
-# putting it before LimitOutput caps its feedback like any other output. Execute stays first and
-# CheckCellMetadata last, as in nbgrader's own list.
+# nbgrader 0.9.6's autograde pipeline with three additions. StudentCodeOut takes the submitted code
+# out of the notebook before anything executes it: nbgrader's Execute would otherwise run every
+# student cell in a kernel with the instructor's rights (it could open gradebook.db, edit this file
+# or print the installed reference into its outputs). SandboxVerdict grades that code in the wsgrade
+# sandbox and writes each test cell's score into its output; StudentCodeBack puts the code back
+# for the autograded copy and the feedback. The order matters: StudentCodeOut before Execute;
+# SandboxVerdict after Execute (which replaces every output) and before SaveAutoGrades (which reads
+# the score from the output); LimitOutput caps its feedback like any other output; Execute stays
+# first of nbgrader's own and CheckCellMetadata last, as in nbgrader's list.
 c.Autograde.autograde_preprocessors = [
+    "autograder.integrations.nbgrader.StudentCodeOut",
     "nbgrader.preprocessors.Execute",
     "autograder.integrations.nbgrader.SandboxVerdict",
+    "autograder.integrations.nbgrader.StudentCodeBack",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -117,6 +128,10 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+
+# Where student code's file access cannot be restricted (process isolation), autograde refuses to
+# grade unless this is True (see the wsgrade README, Security).
+c.SandboxVerdict.allow_unisolated = False
 
 # The sandbox's limits for one submission (as wsgrade grade --call-timeout/--memory-mb/--budget).
 c.SandboxVerdict.call_timeout = 10.0
@@ -522,7 +537,7 @@ def _is_test_cell(cell: NotebookNode) -> bool:
     return nbgrader_utils.is_grade(cell) and not nbgrader_utils.is_solution(cell)
 
 
-def notebook_submission(nb: NotebookNode, *, origin: str) -> PreparedSubmission:
+def notebook_submission(nb: NotebookNode, *, origin: str, sources: dict[int, str] | None = None) -> PreparedSubmission:
     """The student's code in a submitted notebook: every code cell except the test cells.
 
     Shell and magic lines are removed as ``wsgrade grade`` does for any notebook.
@@ -530,11 +545,17 @@ def notebook_submission(nb: NotebookNode, *, origin: str) -> PreparedSubmission:
     Args:
         nb: the notebook.
         origin: where it came from, for the report.
+        sources: cell index -> source, for cells whose source was taken out (:class:`StudentCodeOut`).
 
     Returns:
         The submission, ready for :func:`autograder.grading.grade_prepared`.
     """
-    kept = [{"cell_type": cell.cell_type, "source": cell.source} for cell in nb.cells if not _is_test_cell(cell)]
+    sources = sources or {}
+    kept = [
+        {"cell_type": cell.cell_type, "source": sources.get(index, cell.source)}
+        for index, cell in enumerate(nb.cells)
+        if not _is_test_cell(cell)
+    ]
     cells, removed = notebook_code_cells(json.dumps({"cells": kept}), name=NOTEBOOK)
     notes = (f"{removed} shell/magic line(s) (starting with ! or %) were not run",) if removed else ()
     digest = hashlib.sha256("\0".join(cells).encode()).hexdigest()
@@ -562,6 +583,38 @@ def _verdict_outputs(task: Task, report: GradingReport, notes: str, execution_co
     ]
 
 
+_STASH = "wsgrade_student_code"
+
+
+class StudentCodeOut(NbGraderPreprocessor):
+    """Take the student's code out of the notebook before nbgrader's ``Execute`` runs it.
+
+    Every code cell that is not a test cell is emptied; its source is kept in the resources for
+    :class:`SandboxVerdict` (which grades it in the sandbox) and :class:`StudentCodeBack`. The test
+    cells (the instructor's code) still execute, against no student code at all.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        """Empty the student's code cells, keeping their sources in ``resources``."""
+        kept: dict[int, str] = {}
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type == "code" and not _is_test_cell(cell):
+                kept[index] = cell.source
+                cell.source = ""
+        resources[_STASH] = {"sources": kept, "submission": notebook_submission(nb, origin="", sources=kept)}
+        return nb, resources
+
+
+class StudentCodeBack(NbGraderPreprocessor):
+    """Put back the code :class:`StudentCodeOut` took out (for the autograded notebook and feedback)."""
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        """Restore the sources kept in ``resources``."""
+        for index, source in resources.get(_STASH, {}).get("sources", {}).items():
+            nb.cells[index].source = source
+        return nb, resources
+
+
 class SandboxVerdict(NbGraderPreprocessor):
     """Grade the submitted notebook in the wsgrade sandbox and write each test cell's verdict.
 
@@ -575,6 +628,9 @@ class SandboxVerdict(NbGraderPreprocessor):
     call_timeout = Float(10.0, help="seconds one call of student code may take").tag(config=True)
     memory_mb = Float(2048.0, help="memory limit of student code, in MiB").tag(config=True)
     budget = Float(600.0, help="wall-clock budget of grading one notebook, in seconds").tag(config=True)
+    allow_unisolated = Bool(
+        False, help="grade even where student code's file access cannot be restricted (process isolation)"
+    ).tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
         """Grade ``nb`` and overwrite its test cells' outputs.
@@ -593,7 +649,11 @@ class SandboxVerdict(NbGraderPreprocessor):
             memory_bytes=int(self.memory_mb * 1024**2),
             budget_seconds=self.budget,
         )
-        report = grade_prepared(notebook_submission(nb, origin=origin), performance=False, gpu="off", limits=limits)
+        require_file_protection(limits, allow_unisolated=self.allow_unisolated, where="nbgrader autograde")
+        stashed = resources.get(_STASH, {})
+        submission = stashed.get("submission") or notebook_submission(nb, origin=origin)
+        submission = replace(submission, origin=origin)
+        report = grade_prepared(submission, performance=False, gpu="off", limits=limits)
         if report.internal_errors:
             self.log.warning("%s: %d test(s) hit an internal grader error", origin, len(report.internal_errors))
         tasks = {grade_cell_id(task): task for task in graded_tasks()}
