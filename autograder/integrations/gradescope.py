@@ -155,8 +155,12 @@ export PYTHONPATH="$root/source"  # the unpacked tree: the grader finds solution
 import sys, autograder
 print("wsgrade", autograder.__version__, "from", autograder.__path__[0], "on Python", sys.version.split()[0])
 '
+# -P: nothing in the current folder shadows an import. --require-isolation: refuse to grade where
+# student code's file access cannot be restricted (set WSGRADE_ALLOW_UNISOLATED=1 to grade anyway).
+isolation=--require-isolation
+[ "${WSGRADE_ALLOW_UNISOLATED:-0}" = 1 ] && isolation=
 timeout --kill-after=10 "$limit" \
-    "$python" -m autograder grade "$root/submission" --json "$results" --budget "$((limit * 9 / 10))"
+    "$python" -P -m autograder grade "$root/submission" --json "$results" --budget "$((limit * 9 / 10))" $isolation
 status=$?
 echo "the grader exited with status $status"
 

@@ -24,6 +24,7 @@ import ast
 import contextlib
 import copy
 import dataclasses
+import os
 import tempfile
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from otter.test_files.abstract_test import TestCase, TestCaseResult
 from otter.test_files.ok_test import OKTestFile
 
 from autograder import __version__
-from autograder.grading import GradingReport, TestResult, grade_prepared
+from autograder.grading import GradingReport, TestResult, grade_prepared, require_file_protection
 from autograder.submission import PreparedSubmission, SubmissionError, load_submission
 from autograder.tasks import TASKS, Task
 
@@ -190,6 +191,9 @@ class SandboxVerdict(AbstractOtterPlugin):
             results: otter's results, replaced in place.
         """
         results.clear_results()
+        # Where student code's file access cannot be restricted, refuse (a visible failure, not a 0).
+        allow = os.environ.get("WSGRADE_ALLOW_UNISOLATED", "0") == "1"
+        require_file_protection(None, allow_unisolated=allow, where="otter (WSGRADE_ALLOW_UNISOLATED=1 to override)")
         try:
             submission = prepare_submission(self.submission_path)
         except SubmissionError as problem:
