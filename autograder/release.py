@@ -12,7 +12,8 @@ from pathlib import Path
 import jupytext
 import nbformat
 
-from autograder.source import BEGIN, REPO_ROOT, SOLUTION_SOURCE, module_text, strip_solutions
+from autograder.source import BEGIN, REPO_ROOT, SOLUTION_SOURCE, is_definition_code, module_text, strip_solutions
+from autograder.submission import EXAMPLE_TAG
 from autograder.tasks import PARTS, TASKS
 
 __all__ = [
@@ -43,6 +44,17 @@ Generated from the reference by `wsgrade release`; do not edit the copy in the c
 '''
 
 
+def _is_example(source: str) -> bool:
+    """A code cell that only demonstrates (a worked example, a figure, a self-check), not a definition."""
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("!", "%")))
+    if not code.strip():
+        return bool(source.strip())
+    try:
+        return not is_definition_code(code)
+    except SyntaxError:
+        return True
+
+
 def _notebook_from(text: str, *, stubs: bool) -> nbformat.NotebookNode:
     """Turn the percent script into a clean notebook.
 
@@ -62,7 +74,9 @@ def _notebook_from(text: str, *, stubs: bool) -> nbformat.NotebookNode:
             cell.source = strip_solutions(cell.source, where=SOLUTION_SOURCE.name).rstrip("\n")
             if not cell.source.strip():
                 continue
-        tags = cell.metadata.get("tags", [])  # the instructor's notebook keeps "solution-only"
+        tags = list(cell.metadata.get("tags", []))  # the instructor's notebook keeps "solution-only"
+        if cell.cell_type == "code" and _is_example(cell.source) and EXAMPLE_TAG not in tags:
+            tags.append(EXAMPLE_TAG)  # a worked example or figure: the grader does not run it
         cell.metadata = {"tags": tags} if tags else {}
         cells.append(cell)
     for number, cell in enumerate(cells):

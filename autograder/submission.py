@@ -9,6 +9,7 @@ that says what was wrong and what to hand in instead.
 
 from __future__ import annotations
 
+import ast
 import errno
 import hashlib
 import json
@@ -21,7 +22,14 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-__all__ = ["MAX_SOURCE_BYTES", "PreparedSubmission", "SubmissionError", "load_submission", "notebook_code_cells"]
+__all__ = [
+    "EXAMPLE_TAG",
+    "MAX_SOURCE_BYTES",
+    "PreparedSubmission",
+    "SubmissionError",
+    "load_submission",
+    "notebook_code_cells",
+]
 
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
 MAX_ZIP_ENTRIES = 200
@@ -122,12 +130,22 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def notebook_code_cells(text: str, *, name: str = "weight_sharing.ipynb") -> tuple[tuple[str, ...], int]:
+#: The tag the release puts on its worked-example and figure cells (generated from the single
+#: source): the grader does not run them, so a slow first implementation cannot cost its points
+#: while the notebook's own demonstrations call it. Cells a student adds have no tag and run.
+EXAMPLE_TAG = "wsgrade-example"
+
+
+def notebook_code_cells(
+    text: str, *, name: str = "weight_sharing.ipynb", examples: list[int] | None = None
+) -> tuple[tuple[str, ...], int]:
     """Extract the code cells of a notebook, without shell or magic lines.
 
     Args:
         text: the notebook's JSON.
         name: the file name, for messages.
+        examples: if given, receives the indices (into the returned cells) of the release's worked
+            examples (cells tagged ``EXAMPLE_TAG`` that define no function or class).
 
     Returns:
         ``(cells, removed)``: the code of each code cell, and how many lines were removed
@@ -153,21 +171,36 @@ def notebook_code_cells(text: str, *, name: str = "weight_sharing.ipynb") -> tup
             continue
         kept = [line for line in lines if not _MAGIC.match(line)]
         removed += len(lines) - len(kept)
-        codes.append("\n".join(kept) + "\n")
+        code = "\n".join(kept) + "\n"
+        metadata = cell.get("metadata")
+        tags = metadata.get("tags", []) if isinstance(metadata, dict) else []
+        if examples is not None and isinstance(tags, list) and EXAMPLE_TAG in tags and not _defines_something(code):
+            examples.append(len(codes))
+        codes.append(code)
     return tuple(codes), removed
+
+
+def _defines_something(code: str) -> bool:
+    """Whether code defines a function or class at the top level (then it runs even in an example cell)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for node in tree.body)
 
 
 def _prepare_file(path: Path, origin: str, notes: list[str]) -> PreparedSubmission:
     text = _read_text(path)
+    examples: list[int] = []
     if path.suffix == ".ipynb":
-        cells, removed = notebook_code_cells(text, name=path.name)
+        cells, removed = notebook_code_cells(text, name=path.name, examples=examples)
         if removed:
             notes.append(f"{removed} shell/magic line(s) (starting with ! or %) were not run")
         kind, filename = "cells", "weight_sharing.ipynb"
     else:
         cells, kind, filename = (text,), "module", "weight_sharing.py"
     digest = hashlib.sha256("\0".join(cells).encode()).hexdigest()
-    return PreparedSubmission(kind, cells, filename, origin, digest, tuple(notes))
+    return PreparedSubmission(kind, cells, filename, origin, digest, tuple(notes), tuple(examples))
 
 
 def _stub_count(path: Path) -> int:

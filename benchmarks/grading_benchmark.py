@@ -1,11 +1,13 @@
 """How long one grading takes: the correctness suite per submission, end to end through the CLI.
 
-    .venv/bin/python -m benchmarks.grading_benchmark [--repeats 3] [--with-speed]
+    .venv/bin/python -m benchmarks.grading_benchmark [--repeats 3] [--with-speed] [--worker-starts N]
 
 Grades the reference, the stubs and the bundled examples with ``wsgrade grade PATH --no-speed``
 in a fresh process each time (Python start-up, pytest collection, worker start and every hidden
 test included) and prints the median wall time per submission. ``--with-speed`` also times one
-full grading with the timing tests of Task 5.2.
+full grading with the timing tests of Task 5.2. ``--worker-starts N`` first times N starts of a
+sandboxed worker (spawn, handshake, loading a one-line module, one call, close) in each isolation
+mode this machine offers: the fixed cost of every sandbox.
 """
 
 from __future__ import annotations
@@ -33,11 +35,35 @@ def _wall(argv: list[str]) -> tuple[float, str]:
     return time.perf_counter() - started, score.split("(")[0].strip()
 
 
+def worker_starts(count: int) -> None:
+    """Print the median time to start a worker, make one call and close it, per isolation mode."""
+    from autograder.sandbox.client import Limits, Sandbox
+    from autograder.sandbox.isolation import MODES, choose_isolation
+    from autograder.submission import PreparedSubmission
+
+    submission = PreparedSubmission("module", ("def ok(x):\n    return x\n",), "weight_sharing.py", "<bench>", "0")
+    for mode in MODES[1:]:
+        try:
+            choose_isolation(mode)
+        except ValueError:
+            continue
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            with Sandbox(submission, ("ok",), Limits(isolation=mode)) as box:
+                box.call("ok", (1,))
+            times.append(time.perf_counter() - started)
+        print(f"worker start + one call + close, {mode:16s} median {1000 * statistics.median(times):6.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--with-speed", action="store_true")
+    parser.add_argument("--worker-starts", type=int, default=10, metavar="N", help="0 to leave this out")
     args = parser.parse_args()
+    if args.worker_starts:
+        worker_starts(args.worker_starts)
     with tempfile.TemporaryDirectory() as tmp:
         reference = Path(tmp) / "reference" / "weight_sharing.py"
         reference.parent.mkdir()

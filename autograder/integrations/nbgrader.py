@@ -552,14 +552,15 @@ def notebook_submission(nb: NotebookNode, *, origin: str, sources: dict[int, str
     """
     sources = sources or {}
     kept = [
-        {"cell_type": cell.cell_type, "source": sources.get(index, cell.source)}
+        {"cell_type": cell.cell_type, "source": sources.get(index, cell.source), "metadata": dict(cell.metadata)}
         for index, cell in enumerate(nb.cells)
         if not _is_test_cell(cell)
     ]
-    cells, removed = notebook_code_cells(json.dumps({"cells": kept}), name=NOTEBOOK)
+    examples: list[int] = []
+    cells, removed = notebook_code_cells(json.dumps({"cells": kept}), name=NOTEBOOK, examples=examples)
     notes = (f"{removed} shell/magic line(s) (starting with ! or %) were not run",) if removed else ()
     digest = hashlib.sha256("\0".join(cells).encode()).hexdigest()
-    return PreparedSubmission("cells", cells, NOTEBOOK, origin, digest, notes)
+    return PreparedSubmission("cells", cells, NOTEBOOK, origin, digest, notes, tuple(examples))
 
 
 def _verdict_outputs(task: Task, report: GradingReport, notes: str, execution_count: int | None) -> list[NotebookNode]:
