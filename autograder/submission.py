@@ -159,7 +159,8 @@ def notebook_code_cells(
         cells = notebook["cells"]
     except (json.JSONDecodeError, KeyError, TypeError) as problem:
         raise SubmissionError(f"{name} is not a valid Jupyter notebook ({problem}); {_EXPECTED}") from None
-    codes, removed = [], 0
+    codes: list[str] = []
+    removed = 0
     for cell in cells if isinstance(cells, list) else []:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue

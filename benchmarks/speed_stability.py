@@ -1,11 +1,11 @@
-"""Stability of the speed grade: the same submission, graded 10 times while a core is kept busy.
+"""Stability of the speed grade: the same submission, graded 10 times while every core is kept busy.
 
-    .venv/bin/python -m benchmarks.speed_stability [--runs 10] [--no-load]
+    .venv/bin/python -m benchmarks.speed_stability [--runs 10] [--busy N] [--no-load]
 
 Grades Task 5.2 (the timing tests only) for two submissions: the reference's own conv2d_fast
 handed in as a student's, and a slower, honest one (conv2d_layer's loop over kernel offsets used
-as conv2d_fast). Meanwhile another process spins on one core. Prints the points and time ratio of
-every run and whether all runs agree.
+as conv2d_fast). Meanwhile processes spin on every core (``--busy``, default: the machine's core
+count). Prints the points and time ratio of every run and whether all runs agree.
 """
 
 from __future__ import annotations
@@ -45,15 +45,18 @@ def _submissions(folder: Path) -> dict[str, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--no-load", action="store_true", help="do not keep a core busy")
+    parser.add_argument("--busy", type=int, default=multiprocessing.cpu_count(), help="spinning processes")
+    parser.add_argument("--no-load", action="store_true", help="do not keep any core busy")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         submissions = _submissions(Path(tmp))
-        spinner = None
+        spinners = []
         if not args.no_load:
-            spinner = multiprocessing.Process(target=_spin, args=(time.time() + 24 * 3600,), daemon=True)
-            spinner.start()
-            print("one core kept busy by a spinning process")
+            for _ in range(args.busy):
+                spinner = multiprocessing.Process(target=_spin, args=(time.time() + 24 * 3600,), daemon=True)
+                spinner.start()
+                spinners.append(spinner)
+            print(f"{args.busy} spinning processes keep {args.busy} cores busy")
         try:
             for label, path in submissions.items():
                 outcomes = []
@@ -74,7 +77,7 @@ def main() -> None:
                 same = sum(outcome == outcomes[0] for outcome in outcomes)
                 print(f"  same speed points in {same} of {len(outcomes)} runs")
         finally:
-            if spinner is not None:
+            for spinner in spinners:
                 spinner.terminate()
 
 

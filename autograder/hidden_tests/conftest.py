@@ -11,6 +11,7 @@ the same for every submission.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from types import ModuleType
@@ -71,7 +72,11 @@ def reference_worker(sub: SubmissionProxy) -> Iterator[Sandbox]:
     submission = PreparedSubmission(
         "module", (code,), "weight_sharing.py", "<reference>", hashlib.sha256(code.encode()).hexdigest()
     )
-    limits = replace(sub.sandbox.limits, call_timeout=120.0, budget_seconds=3600.0)
+    # Both twins on the same CPU, chosen per grading process so that parallel gradings spread out.
+    allowed = sorted(os.sched_getaffinity(0))
+    cpu = str(allowed[os.getpid() % len(allowed)])
+    sub.sandbox.pin(cpu)
+    limits = replace(sub.sandbox.limits, call_timeout=120.0, budget_seconds=3600.0, cpus=cpu)
     with Sandbox(submission, ("conv2d_fast",), limits, exposure=sub.sandbox.exposure) as box:
         yield box
 

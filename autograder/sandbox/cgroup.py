@@ -101,8 +101,6 @@ class SandboxCgroup:
                     (path / "cpuset.cpus").write_text(cpus)
             else:
                 for controller, base in layout.items():
-                    if controller == "cpuset" and not cpus:
-                        continue
                     path = base / f"wsgrade-{name}"
                     path.mkdir()
                     made.append(path)
@@ -112,11 +110,26 @@ class SandboxCgroup:
                         (path / "pids.max").write_text(str(processes))
                     elif controller == "cpuset":
                         (path / "cpuset.mems").write_text((base / "cpuset.mems").read_text().strip())
-                        (path / "cpuset.cpus").write_text(cpus)
+                        (path / "cpuset.cpus").write_text(cpus or (base / "cpuset.cpus").read_text().strip())
         except OSError:
             cls(tuple(made)).remove()
             return None
         return cls(tuple(made))
+
+    def pin(self, cpus: str) -> bool:
+        """Pin every process of the cgroup, now and later, to ``cpus`` (which they cannot widen).
+
+        Returns:
+            Whether the machine allowed it (a cpuset controller in the cgroup).
+        """
+        for path in self.paths:
+            if (path / "cpuset.cpus").exists():
+                try:
+                    (path / "cpuset.cpus").write_text(cpus)
+                    return True
+                except OSError:
+                    return False
+        return False
 
     def enter_command(self) -> list[str]:
         """A prefix that moves the command into the cgroup before it runs (its children follow)."""

@@ -340,8 +340,11 @@ class Sandbox:
             self._scratch.name,
             memory_bytes=self.limits.memory_bytes + self.limits.home_bytes,
             processes=self.limits.processes,
-            cpus=self.limits.cpus,
         )
+        self._pinned = ""
+        self._pinned_by_cgroup = False
+        if self.limits.cpus:
+            self.pin(self.limits.cpus)
         self._worker: _Worker | None = None
         self._load_failure: SubmissionDoesNotLoad | None = None
         self._deadline = time.monotonic() + self.limits.budget_seconds
@@ -536,9 +539,9 @@ class Sandbox:
                 "submission (check the GPU packages in autograder.tasks.GPU_PACKAGES and the devices passed in)"
             )
         worker.host_pid = self._find_worker_pid(worker)
-        if self.limits.cpus and worker.host_pid is not None and self._cgroup is None:
-            with contextlib.suppress(OSError, ValueError):
-                os.sched_setaffinity(worker.host_pid, {int(c) for c in self.limits.cpus.split(",")})
+        if self._pinned and worker.host_pid is not None and not self._pinned_by_cgroup:
+            with contextlib.suppress(OSError, ValueError):  # the student could widen this one again
+                os.sched_setaffinity(worker.host_pid, {int(c) for c in self._pinned.split(",")})
 
     def _find_worker_pid(self, worker: _Worker) -> int | None:
         """The worker's pid on this machine (inside bwrap it has another in its own namespace)."""
@@ -606,6 +609,19 @@ class Sandbox:
         return worker.functions, worker.cell_errors, worker.load_output
 
     # -- measuring -----------------------------------------------------------------------------
+
+    def pin(self, cpus: str) -> None:
+        """Pin the sandbox (this worker and every later one) to ``cpus``, e.g. ``"1"``.
+
+        Through the sandbox's cpuset cgroup where there is one (no process in it can widen it),
+        else with ``sched_setaffinity`` on the worker.
+        """
+        self._pinned = cpus
+        self._pinned_by_cgroup = self._cgroup is not None and self._cgroup.pin(cpus)
+        worker = self._worker
+        if worker is not None and worker.host_pid is not None and not self._pinned_by_cgroup:
+            with contextlib.suppress(OSError, ValueError):
+                os.sched_setaffinity(worker.host_pid, {int(c) for c in cpus.split(",")})
 
     def cpu_seconds(self) -> float | None:
         """CPU time used so far by the current worker's tree, measured from outside (or None)."""
