@@ -343,9 +343,9 @@ class Sandbox:
         )
         self._pinned = ""
         self._pinned_by_cgroup = False
+        self._worker: _Worker | None = None
         if self.limits.cpus:
             self.pin(self.limits.cpus)
-        self._worker: _Worker | None = None
         self._load_failure: SubmissionDoesNotLoad | None = None
         self._deadline = time.monotonic() + self.limits.budget_seconds
         self.workers_started = 0
