@@ -361,10 +361,20 @@ class _Collector:
         self.records: list[_Record] = []
         self.weights: dict[str, list[tuple[str, float]]] = defaultdict(list)
         self.problems: list[str] = []
+        self.interrupted = False
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[SANDBOX_KEY] = self.sandbox
         config.stash[GPU_KEY] = self.gpu
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # Ctrl-C or SIGTERM raise KeyboardInterrupt itself; pytest's own Session.Interrupted (a
+        # subclass, for collection errors) is a broken suite, which the collect reports record
+        self.interrupted = excinfo.type is KeyboardInterrupt
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:  # a hidden test module that does not import: the suite is broken
+            self.problems.append(f"{report.nodeid or 'the hidden tests'} could not be collected: {report.longrepr}")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -478,8 +488,10 @@ def _run_pytest(
     log = io.StringIO()
     with _hypothesis_home(), contextlib.redirect_stdout(log):
         code = pytest.main(args, plugins=[collector])
-    if code == pytest.ExitCode.INTERRUPTED:  # Ctrl-C or SIGTERM: pytest has closed its sandboxes; stop
+    if collector.interrupted:  # Ctrl-C or SIGTERM: pytest has closed its sandboxes; stop
         raise KeyboardInterrupt
+    if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+        collector.problems.append(f"pytest stopped with exit code {int(code)} ({pytest.ExitCode(code).name})")
     return collector, log.getvalue()
 
 
@@ -576,7 +588,7 @@ def grade_prepared(
             )
         )
     tests = _apply_forfeits(tests)
-    if collector.problems or (not tests and "error" in log.lower()):
+    if collector.problems:
         raise RuntimeError("the hidden test suite is broken: " + "; ".join(collector.problems) + "\n" + log[-3000:])
     if restarts > 1:
         notes.append(f"the process running your code had to be restarted {restarts - 1} time(s) (crashes or time-outs)")

@@ -165,3 +165,18 @@ def test_points_are_apportioned_in_hundredths_that_add_up(points: int, weights: 
     for i, weight in enumerate(weights):
         assert abs(shares[f"t{i}"] - points * weight / sum(weights)) < 0.01
         assert round(shares[f"t{i}"], 2) == shares[f"t{i}"]
+
+
+def test_a_broken_hidden_suite_is_a_grader_error_not_a_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detected from pytest's collection reports, not from words in its output."""
+    import shutil
+
+    import autograder.grading as grading
+
+    suite = tmp_path / "hidden_tests"
+    shutil.copytree(grading.HIDDEN_TESTS, suite, ignore=shutil.ignore_patterns("test_*.py", "__pycache__"))
+    (suite / "test_broken.py").write_text("import a_module_that_does_not_exist\n")
+    monkeypatch.setattr(grading, "HIDDEN_TESTS", suite)
+    (tmp_path / "weight_sharing.py").write_text("def conv2d(image, kernel):\n    return image\n")
+    with pytest.raises(RuntimeError, match="could not be collected"):
+        grading.grade(tmp_path / "weight_sharing.py", performance=False)
