@@ -510,12 +510,23 @@ def kill_uid(uid: int, *, attempts: int = 50) -> int:
         if not pids:
             return found
         found += len(pids)
-        subprocess.run(
-            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "kill", "-KILL", "-1"],
-            capture_output=True,
-            check=False,
-            timeout=10,
-        )
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                [
+                    "setpriv",
+                    f"--reuid={uid}",
+                    f"--regid={uid}",
+                    "--clear-groups",
+                    str(interpreter()),
+                    "-I",
+                    "-S",
+                    "-c",
+                    "import os, signal; os.kill(-1, signal.SIGKILL)",
+                ],
+                capture_output=True,
+                check=False,
+                timeout=10,
+            )
         for pid in pids:  # processes of the uid whose real uid differs (setuid games): one by one
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
