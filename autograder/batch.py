@@ -23,7 +23,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import closing, contextmanager
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -256,11 +257,47 @@ class BatchSummary:
 
 @contextmanager
 def _pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent)
     try:
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _die_with_parent() -> None:
+    """A pool process gets SIGTERM when grade-all dies (even by SIGKILL), and so closes its sandboxes."""
+    import ctypes
+    import signal
+
+    from autograder.interrupt import stop_on_sigterm
+
+    with suppress(OSError, AttributeError):  # not Linux: the pool then outlives a killed grade-all
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    stop_on_sigterm()
+
+
+#: Gradings of one student that may kill their pool process before it counts as a grader error.
+POOL_DEATHS_ALLOWED = 2
+
+
+def _lost_row(student: str, tries: int) -> dict[str, Any]:
+    """The gradebook row of a student whose grading killed its pool process every time."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    message = (
+        f"Grader error: the process grading this submission died {tries} times (killed, most often for memory, by "
+        "the machine); this is not a verdict on the code. Regrade it with `wsgrade grade` to see more."
+    )
+    return {
+        "student": student,
+        "status": "grader-error",
+        "started_at": now,
+        "finished_at": now,
+        "score": 0.0,
+        "max_score": 0.0,
+        "execution_time": 0.0,
+        "output": message,
+        "tests": [],
+    }
 
 
 def grade_all(
@@ -320,24 +357,37 @@ def grade_all(
                 todo.append((student, path, digest))
         graded: list[str] = []
         slowest: tuple[str, float] | None = None
-        with _pool(max(1, jobs)) as pool:
-            pending: dict[Future[dict[str, Any]], tuple[str, str]] = {}
-            queue = list(todo)
-            while queue or pending:
-                while queue and len(pending) < max(1, jobs):
-                    student, path, digest = queue.pop(0)
-                    future = pool.submit(_grade_one, student, str(path), limits, str(out_dir), performance)
-                    pending[future] = (student, digest)
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    student, digest = pending.pop(future)
-                    row = future.result()
-                    _record(connection, row, digest)
-                    graded.append(student)
-                    if slowest is None or row["execution_time"] > slowest[1]:
-                        slowest = (student, row["execution_time"])
-                    if on_progress:
-                        on_progress(student, row, len(graded), len(todo))
+        queue = list(todo)
+        deaths: Counter[str] = Counter()
+        while queue:
+            with _pool(max(1, jobs)) as pool:
+                pending: dict[Future[dict[str, Any]], tuple[str, Path, str]] = {}
+                broken = False
+                while (queue and not broken) or pending:
+                    while queue and not broken and len(pending) < max(1, jobs):
+                        if any(deaths[s] for s, _, _ in pending.values()) or (deaths[queue[0][0]] and pending):
+                            break  # a grading that killed a pool process is tried again on its own
+                        student, path, digest = queue.pop(0)
+                        future = pool.submit(_grade_one, student, str(path), limits, str(out_dir), performance)
+                        pending[future] = (student, path, digest)
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        student, path, digest = pending.pop(future)
+                        try:
+                            row = future.result()
+                        except BrokenProcessPool:  # a pool process died: each grading then in it is tried again
+                            broken = True
+                            deaths[student] += 1
+                            if deaths[student] <= POOL_DEATHS_ALLOWED:
+                                queue.insert(0, (student, path, digest))
+                                continue
+                            row = _lost_row(student, deaths[student])
+                        _record(connection, row, digest)
+                        graded.append(student)
+                        if slowest is None or row["execution_time"] > slowest[1]:
+                            slowest = (student, row["execution_time"])
+                        if on_progress:
+                            on_progress(student, row, len(graded), len(todo))
         _write_grades_csv(connection, out_dir / "grades.csv")
     return BatchSummary(tuple(graded), tuple(skipped), time.perf_counter() - started, slowest)
 

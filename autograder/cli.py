@@ -362,8 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code.
     """
+    from autograder.interrupt import stop_on_sigterm
+
     args = build_parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = stop_on_sigterm()
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -371,12 +373,3 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM (a time-out, ``kill``) unwinds like Ctrl-C: every sandbox is closed on the way out.
-
-    pytest treats KeyboardInterrupt as "stop the session", tearing its fixtures down (the sandboxes
-    among them); the grading then re-raises it (:func:`autograder.grading.grade_prepared`).
-    """
-    raise KeyboardInterrupt
