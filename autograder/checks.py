@@ -37,6 +37,7 @@ from autograder.sandbox.client import (
 from autograder.tasks import tasks_for_function
 
 __all__ = [
+    "ACCEPTS_FIRST",
     "FLOAT32_RTOL",
     "FLOAT64_RTOL",
     "CheckFailed",
@@ -45,6 +46,7 @@ __all__ = [
     "SandboxError",
     "StudentFunction",
     "SubmissionProxy",
+    "check_accepts",
     "check_array",
     "check_exact",
     "check_float",
@@ -52,9 +54,11 @@ __all__ = [
     "check_no_mutation",
     "describe_call",
     "describe_layer",
+    "describe_layout",
     "expect_error",
     "plain",
     "reference_call",
+    "reproduces",
 ]
 
 #: Allowed error relative to the sum of the magnitudes of the terms, by the precision involved.
@@ -69,9 +73,28 @@ def plain(value: Any) -> Any:
     return value.value if isinstance(value, ArrayView) else value
 
 
+def describe_layout(array: np.ndarray) -> str:
+    """Say how an array is laid out in memory, when it is not plain C order (for feedback).
+
+    Args:
+        array: an array as the student's function received it.
+
+    Returns:
+        e.g. ``"Fortran-ordered (column-major, as np.asfortranarray gives)"``; empty for C order.
+    """
+    if any(stride < 0 for stride in array.strides):
+        return "a view with negative strides, as x[::-1] gives"
+    if array.flags.c_contiguous:
+        return ""
+    if array.flags.f_contiguous:
+        return "Fortran-ordered (column-major, as np.asfortranarray gives)"
+    return "a non-contiguous view, as x[..., ::2] or x.swapaxes(-1, -2) gives"
+
+
 def _describe_argument(value: Any) -> str:
     if isinstance(value, ArrayView):
-        return describe_value(value.value) + " (a non-contiguous view)"
+        layout = describe_layout(value.value)
+        return describe_value(value.value) + (f" ({layout})" if layout else "")
     if isinstance(value, Layer):
         return describe_layer(value.spec)
     return describe_value(value)
@@ -315,19 +338,16 @@ def check_array(
         raise outcome.fail(f"{what} should be a NumPy array of shape {expected.shape}; got {describe_value(got)}")
     if got.dtype.kind != "f":
         raise outcome.fail(f"{what} should have a floating dtype (float64 or float32); got dtype {got.dtype}")
-    if got.shape != expected.shape:
-        hint = matching_hint(hints, got, lambda g, wrong: _shape_of(wrong) == g.shape)
-        raise outcome.fail(f"{what} should have shape {expected.shape}; got shape {got.shape}", hint=hint)
     tolerance = _tolerance(scale, expected, outcome.float32)
+    if got.shape != expected.shape:
+        # The expected array's tolerances do not line up with another shape: use the loosest one.
+        loosest = float(tolerance.max()) if tolerance.size else 1e-12
+        hint = matching_hint(hints, got, lambda g, wrong: reproduces(g, wrong, loosest))
+        raise outcome.fail(f"{what} should have shape {expected.shape}; got shape {got.shape}", hint=hint)
     error = np.abs(got.astype(np.float64) - expected)
     if np.all(error <= tolerance):
         return
-
-    def same_values(g: np.ndarray, wrong: Any) -> bool:
-        wrong = np.asarray(wrong, dtype=np.float64)
-        return wrong.shape == g.shape and bool(np.all(np.abs(g - wrong) <= tolerance))
-
-    hint = matching_hint(hints, got, same_values)
+    hint = matching_hint(hints, got, lambda g, wrong: reproduces(g, wrong, tolerance))
     problem = (
         f"expected {what}: {format_array(expected)}\n"
         f"got:      {format_array(got)}\n"
@@ -336,12 +356,31 @@ def check_array(
     raise outcome.fail(problem, hint=hint)
 
 
-def _shape_of(wrong: Any) -> tuple[int, ...] | None:
-    if isinstance(wrong, tuple) and all(isinstance(n, int) for n in wrong):
-        return wrong
-    if isinstance(wrong, np.ndarray):
-        return wrong.shape
-    return None
+def reproduces(got: np.ndarray, wrong: Any, tolerance: float | np.ndarray) -> bool:
+    """Whether a replayed mistake gives the student's values (not merely their shape).
+
+    A hint names a mistake only when replaying it on the same input gives what the student returned:
+    the same shape and every entry within ``tolerance``. NaN entries of the replay are entries the
+    mistake does not determine (a window that runs off the image reads whatever the student's code
+    reads there); they are skipped, but at least one entry must be determined, unless the replay is
+    empty like the student's array.
+
+    Args:
+        got: the student's array.
+        wrong: the replayed mistake's answer (anything other than an array never matches).
+        tolerance: the allowed absolute error, a number or one per entry of ``got``.
+
+    Returns:
+        True when the mistake explains the student's array.
+    """
+    if not isinstance(wrong, np.ndarray) or wrong.shape != got.shape or wrong.dtype.kind not in "biuf":
+        return False
+    wrong = wrong.astype(np.float64)
+    known = ~np.isnan(wrong)
+    if got.size and not known.any():
+        return False
+    close = np.abs(got.astype(np.float64) - wrong) <= tolerance
+    return bool(np.all(close | ~known))
 
 
 def check_exact(
@@ -455,6 +494,38 @@ def _check_value(outcome: Outcome, expected: Any, got: Any, what: str) -> None:
             _check_value(outcome, want, have, f"part {index} of the result")
     else:
         check_exact(outcome, expected, value=got, what=what)
+
+
+#: Why a rejection test fails when the function's answer on a valid input is wrong (see check_accepts).
+ACCEPTS_FIRST = (
+    "This test checks that {function} rejects invalid input. It counts only when {function} also returns the "
+    "right answer for a valid input, and here it did not:"
+)
+
+
+def check_accepts(function: StudentFunction, *args: Any, **kwargs: Any) -> None:
+    """Check that a valid call returns the reference's answer; the gate of every rejection test.
+
+    A function that raises ValueError for everything would otherwise pass every "rejects bad input"
+    test. Each of those tests calls this first, with a valid input close to the invalid ones (a
+    kernel that just fits, the right number of channels), so rejection points go only to a function
+    that computes and refuses.
+
+    Args:
+        function: the student's function.
+        args: positional arguments of a valid call.
+        kwargs: keyword arguments of a valid call.
+
+    Raises:
+        CheckFailed: the call's own failure, prefixed with :data:`ACCEPTS_FIRST`.
+    """
+    try:
+        check_matches_reference(function(*args, **kwargs))
+    except CheckFailed as failed:
+        if failed.mistake == "not-implemented":
+            raise
+        message = f"{ACCEPTS_FIRST.format(function=function.name)}\n{failed.message}"
+        raise CheckFailed(message, hint=failed.hint, mistake=failed.mistake) from None
 
 
 def expect_error(function: StudentFunction, *args: Any, because: str, error: str = "ValueError", **kwargs: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from autograder.sandbox.worker import Unsupported
+from autograder.sandbox.wire import Unsupported
 
 __all__ = ["SHOW_LIMIT", "CheckFailed", "Hint", "describe_value", "format_array"]
 
@@ -54,8 +54,10 @@ class Hint:
     Attributes:
         mistake: a short id, e.g. ``"flipped-kernel"``.
         text: the hint shown to the student.
-        wrong_answer: computes what a submission with this mistake returns (an array), or the
-            shape it returns (a tuple); called only after a test has failed.
+        wrong_answer: replays the mistake on the failing input: computes the value a submission
+            with this mistake returns (an array, NaN where the mistake leaves an entry undetermined,
+            or a plain value). The hint is shown only when that value is the student's (never for
+            a matching shape alone); called only after a test has failed.
     """
 
     mistake: str
