@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from autograder.sandbox.client import ArrayView
 
 __all__ = [
+    "LAYOUTS",
     "ConvCase",
     "LayerCase",
     "arrays",
@@ -30,6 +31,7 @@ __all__ = [
     "conv_cases",
     "dtypes",
     "layer_cases",
+    "layout_view",
     "maybe_views",
 ]
 
@@ -54,20 +56,64 @@ def as_dtype(array: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
     return None if array is None else array.astype(dtype)
 
 
-@st.composite
-def maybe_views(draw: st.DrawFn, array: np.ndarray) -> np.ndarray | ArrayView:
-    """The array itself, or a non-contiguous view with the same values (transposed or strided)."""
-    kind = draw(st.sampled_from(["plain", "plain", "transposed", "strided"]))
-    if kind == "plain" or array.ndim < 2:
-        return array
+#: The memory layouts :func:`maybe_views` draws, in shrinking order (C order first: the simplest).
+LAYOUTS = ("c", "c", "fortran", "swapped", "strided", "reversed")
+
+
+def layout_view(array: np.ndarray, layout: str) -> np.ndarray | ArrayView:
+    """The array's values in one memory layout, as the worker will hand them to the student.
+
+    The sandbox sends an :class:`ArrayView` as a contiguous base and rebuilds it in the worker as
+    ``base[slices].transpose(axes)``, so that the student's function receives:
+
+    * ``"c"``: the array itself (C order, row-major);
+    * ``"fortran"``: an F-contiguous array (column-major, as ``np.asfortranarray`` gives), the
+      transpose of a C-ordered one;
+    * ``"swapped"``: the last two axes swapped (``a.swapaxes(-1, -2)`` of a contiguous array);
+    * ``"strided"``: every other column of a twice wider array (``a[..., ::2]``);
+    * ``"reversed"``: negative strides on every axis (``a[::-1, ::-1]`` of a reversed copy).
+
+    A layout that an array this small cannot have (a 1-D array is never Fortran-only) gives the
+    array itself.
+
+    Args:
+        array: the values.
+        layout: one of :data:`LAYOUTS`.
+
+    Returns:
+        The array, or a view to send.
+
+    Raises:
+        ValueError: for an unknown layout.
+    """
     full = tuple((None, None, None) for _ in range(array.ndim))
-    if kind == "transposed":
-        axes = list(range(array.ndim))
-        axes[-1], axes[-2] = axes[-2], axes[-1]
-        return ArrayView(np.ascontiguousarray(array.transpose(axes)), full, tuple(axes))
-    base = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), dtype=array.dtype)
-    base[..., ::2] = array
-    return ArrayView(base, (*full[:-1], (None, None, 2)), tuple(range(array.ndim)))
+    identity = tuple(range(array.ndim))
+    if layout == "c" or array.size <= 1:
+        return array
+    if layout in ("fortran", "swapped"):
+        if array.ndim < 2:
+            return array
+        axes = identity[::-1] if layout == "fortran" else (*identity[:-2], identity[-1], identity[-2])
+        return ArrayView(np.ascontiguousarray(array.transpose(axes)), full, axes)
+    if layout == "strided":
+        base = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), dtype=array.dtype)
+        base[..., ::2] = array
+        return ArrayView(base, (*full[:-1], (None, None, 2)), identity)
+    if layout == "reversed":
+        backwards = tuple(slice(None, None, -1) for _ in range(array.ndim))
+        return ArrayView(np.ascontiguousarray(array[backwards]), tuple((None, None, -1) for _ in identity), identity)
+    raise ValueError(f"layout must be one of {sorted(set(LAYOUTS))}, got {layout!r}")
+
+
+@st.composite
+def maybe_views(draw: st.DrawFn, array: np.ndarray | None) -> np.ndarray | ArrayView | None:
+    """The array in a drawn memory layout (C, Fortran, swapped axes, strided or negative strides).
+
+    ``None`` (an absent bias) stays ``None``.
+    """
+    if array is None:
+        return None
+    return layout_view(array, draw(st.sampled_from(LAYOUTS)))
 
 
 @dataclass(frozen=True)

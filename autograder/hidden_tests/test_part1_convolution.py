@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -9,8 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autograder.checks import Hint, SubmissionProxy, check_array, check_no_mutation, expect_error, plain
-from autograder.hidden_tests.strategies import ConvCase, LayerCase, conv_cases, layer_cases, maybe_views
+from autograder.checks import (
+    Hint,
+    SubmissionProxy,
+    check_accepts,
+    check_array,
+    check_no_mutation,
+    expect_error,
+    plain,
+)
+from autograder.hidden_tests.strategies import ConvCase, LayerCase, conv_cases, layer_cases, layout_view, maybe_views
 
 graded = pytest.mark.graded
 
@@ -24,28 +33,95 @@ TRANSPOSE_HINT = (
 )
 
 
+SWAPPED_SIZE_HINT = (
+    "your output has the height and width swapped: it has (H + 2p - kh) // s + 1 rows, from the height of the "
+    "image and of the kernel, and (W + 2p - kw) // s + 1 columns, from the widths."
+)
+SQUARE_KERNEL_HINT = (
+    "your output is what a square kernel would give: you seem to use the kernel's height kh for its width too "
+    "(or the width for the height). A kernel has shape (kh, kw) and the two can differ."
+)
+
+
+def off_the_edge(
+    compute: Callable[[np.ndarray], np.ndarray], x: np.ndarray, rows: int, cols: int, *, stride: int = 1
+) -> np.ndarray:
+    """The formula at ``rows x cols`` output positions, NaN where the window runs off the input.
+
+    A submission that computes the wrong number of positions reads past the input's bottom or right
+    edge; what it finds there depends on its code, so those entries are left undetermined (NaN: the
+    input is extended with NaN, which spreads to every window that touches it).
+
+    Args:
+        compute: the valid convolution of an input (the last two axes are rows and columns).
+        x: the input, already zero-padded if the layer pads.
+        rows: output rows wanted.
+        cols: output columns wanted.
+        stride: the layer's stride (how far past the edge the last windows reach).
+
+    Returns:
+        The ``(..., rows, cols)`` answer of the mistake.
+    """
+    extra = ((0, 0),) * (x.ndim - 2) + ((0, stride * rows + x.shape[-2]), (0, stride * cols + x.shape[-1]))
+    return compute(np.pad(x, extra, constant_values=np.nan))[..., :rows, :cols]
+
+
 def conv2d_hints(ref: ModuleType, image: np.ndarray, kernel: np.ndarray) -> list[Hint]:
-    """Classic conv2d mistakes for this input."""
+    """Classic conv2d mistakes for this input, each replayed (a hint is named only when its values match)."""
     (H, W), (kh, kw) = image.shape, kernel.shape
-    return [
+    valid = lambda: ref.conv2d(image, kernel)  # noqa: E731
+    full_image = lambda: np.pad(image, ((kh - 1, kh - 1), (kw - 1, kw - 1)))  # noqa: E731
+    same = "your output has the input's size ('same'); use only positions where the kernel fits (H - k + 1)."
+
+    def top_left() -> np.ndarray:  # np.zeros(image.shape), filled at the valid positions only
+        out = np.zeros((H, W))
+        out[: H - kh + 1, : W - kw + 1] = valid()
+        return out
+
+    hints = [
         Hint("flipped-kernel", FLIP_HINT, lambda: ref.conv2d(image, kernel[::-1, ::-1])),
         Hint("transposed-kernel", TRANSPOSE_HINT, lambda: ref.conv2d(image, kernel.T)),
         Hint(
             "output-size-off-by-one",
             "the output has one row/column too few: a kernel of size k fits at H - k + 1 positions, not H - k.",
-            lambda: (H - kh, W - kw),
+            lambda: valid()[: H - kh, : W - kw],
         ),
         Hint(
             "full-output",
             "your output is a 'full' convolution (size H + k - 1); use only positions where the kernel fits.",
-            lambda: (H + kh - 1, W + kw - 1),
+            lambda: ref.conv2d(full_image(), kernel),
+        ),
+        Hint(
+            "full-output",
+            "your output is a 'full' convolution (size H + k - 1) with the kernel flipped; use only positions where "
+            "the kernel fits, and do not flip it.",
+            lambda: ref.conv2d(full_image(), kernel[::-1, ::-1]),
         ),
         Hint(
             "same-output",
-            "your output has the input's size ('same'); use only positions where the kernel fits (H - k + 1).",
-            lambda: (H, W),
+            same,
+            lambda: ref.conv2d(np.pad(image, ((kh // 2, (kh - 1) // 2), (kw // 2, (kw - 1) // 2))), kernel),
         ),
+        Hint(
+            "same-output",
+            same,
+            lambda: ref.conv2d(np.pad(image, (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2))), kernel),
+        ),
+        Hint("same-output", same, top_left),
     ]
+    if H - kh != W - kw:
+        hints.append(
+            Hint(
+                "output-size-swapped",
+                SWAPPED_SIZE_HINT,
+                lambda: off_the_edge(lambda im: ref.conv2d(im, kernel), image, W - kw + 1, H - kh + 1),
+            )
+        )
+    if kh < kw:
+        hints.append(Hint("square-kernel", SQUARE_KERNEL_HINT, lambda: ref.conv2d(image, kernel[:, :kh])))
+    if kw < kh:
+        hints.append(Hint("square-kernel", SQUARE_KERNEL_HINT, lambda: ref.conv2d(image, kernel[:kw, :])))
+    return hints
 
 
 def conv2d_scale(ref: ModuleType, image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -101,8 +177,13 @@ def test_conv2d_larger_input(sub: SubmissionProxy, ref: ModuleType) -> None:
 @graded("1.1", weight=1)
 def test_conv2d_rejects_bad_input(sub: SubmissionProxy) -> None:
     """raises ValueError for a kernel that does not fit or input that is not 2-D"""
+    image = np.arange(9.0).reshape(3, 3)
+    check_accepts(sub.conv2d, image, np.array([[1.0, -1.0, 2.0]]))  # a 1x3 kernel just fits: a 3x1 output
+    check_accepts(sub.conv2d, image, np.arange(9.0).reshape(3, 3)[::-1])  # a kernel as large as the image: 1x1
     expect_error(sub.conv2d, np.ones((3, 3)), np.ones((4, 2)), because="the 4x2 kernel is taller than the 3x3 image")
     expect_error(sub.conv2d, np.ones((3, 3)), np.ones((2, 4)), because="the 2x4 kernel is wider than the 3x3 image")
+    # Larger on both axes: scipy.signal.correlate2d swaps the two operands here instead of refusing.
+    expect_error(sub.conv2d, image, np.ones((4, 5)), because="the 4x5 kernel is larger than the 3x3 image")
     expect_error(sub.conv2d, np.ones((2, 3, 3)), np.ones((2, 2)), because="the image is 3-D, not 2-D")
     expect_error(sub.conv2d, np.ones((3, 3)), np.ones(2), because="the kernel is 1-D, not 2-D")
 
@@ -127,29 +208,29 @@ def _one_side_padded(ref: ModuleType, c: LayerCase, side: str) -> np.ndarray:
 
 
 def layer_hints(ref: ModuleType, c: LayerCase) -> list[Hint]:
-    """Classic conv2d_layer mistakes for this case (each only where it changes the answer)."""
+    """Classic conv2d_layer mistakes for this case, each replayed (only where it changes the answer)."""
     s, p = c.stride, c.padding
-    N, _, H, W = c.x.shape
-    C_out, _, kh, kw = c.weight.shape
-    full = lambda: ref.conv2d_layer(c.x, c.weight, c.bias, stride=1, padding=p)  # noqa: E731
+    _, _, H, W = c.x.shape
+    _, _, kh, kw = c.weight.shape
+    H_out, W_out = (H + 2 * p - kh) // s + 1, (W + 2 * p - kw) // s + 1
+    layer = lambda weight=c.weight, bias=c.bias, stride=s: ref.conv2d_layer(  # noqa: E731
+        c.x, weight, bias, stride=stride, padding=p
+    )
+    padded = np.pad(c.x, ((0, 0), (0, 0), (p, p), (p, p)))
+
+    def positions(rows: int, cols: int) -> np.ndarray:
+        return off_the_edge(lambda xp: ref.conv2d_layer(xp, c.weight, c.bias, stride=s), padded, rows, cols, stride=s)
+
     hints = [
-        Hint(
-            "flipped-kernel",
-            FLIP_HINT,
-            lambda: ref.conv2d_layer(c.x, c.weight[..., ::-1, ::-1], c.bias, stride=s, padding=p),
-        ),
-        Hint(
-            "transposed-kernel",
-            TRANSPOSE_HINT,
-            lambda: ref.conv2d_layer(c.x, c.weight.swapaxes(2, 3), c.bias, stride=s, padding=p),
-        ),
+        Hint("flipped-kernel", FLIP_HINT, lambda: layer(c.weight[..., ::-1, ::-1])),
+        Hint("transposed-kernel", TRANSPOSE_HINT, lambda: layer(c.weight.swapaxes(2, 3))),
     ]
     if c.bias is not None:
         hints.append(
             Hint(
                 "missing-bias",
                 "your output equals the result without the bias: add bias[o] to every position of output channel o.",
-                lambda: ref.conv2d_layer(c.x, c.weight, None, stride=s, padding=p),
+                lambda: layer(bias=None),
             )
         )
     if p:
@@ -170,34 +251,52 @@ def layer_hints(ref: ModuleType, c: LayerCase) -> list[Hint]:
             Hint(
                 "stride-one-axis",
                 "the stride seems applied along the rows only; it applies along both axes.",
-                lambda: full()[:, :, ::s, :],
+                lambda: layer(stride=1)[:, :, ::s, :],
             ),
             Hint(
                 "stride-one-axis",
                 "the stride seems applied along the columns only; it applies along both axes.",
-                lambda: full()[:, :, :, ::s],
+                lambda: layer(stride=1)[:, :, :, ::s],
             ),
             Hint(
                 "output-size-ceil",
                 "your output is one larger than (H + 2p - kh) // s + 1: the division rounds down.",
-                lambda: (N, C_out, -(-(H + 2 * p - kh) // s) + 1, -(-(W + 2 * p - kw) // s) + 1),
+                lambda: positions(-(-(H + 2 * p - kh) // s) + 1, -(-(W + 2 * p - kw) // s) + 1),
             ),
         ]
     hints.append(
         Hint(
             "output-size-off-by-one",
             "the output size is (H + 2p - kh) // s + 1 (you may have missed the + 1).",
-            lambda: (N, C_out, (H + 2 * p - kh) // s, (W + 2 * p - kw) // s),
+            lambda: layer()[:, :, : H_out - 1, : W_out - 1],
         )
     )
+    if H_out != W_out:
+        hints.append(Hint("output-size-swapped", SWAPPED_SIZE_HINT, lambda: positions(W_out, H_out)))
+    if kh < kw:
+        hints.append(Hint("square-kernel", SQUARE_KERNEL_HINT, lambda: layer(c.weight[..., :kh])))
+    if kw < kh:
+        hints.append(Hint("square-kernel", SQUARE_KERNEL_HINT, lambda: layer(c.weight[..., :kw, :])))
     return hints
 
 
 def check_layer(
-    sub: SubmissionProxy, ref: ModuleType, c: LayerCase, *, function: str = "conv2d_layer", x: object = None
+    sub: SubmissionProxy,
+    ref: ModuleType,
+    c: LayerCase,
+    *,
+    function: str = "conv2d_layer",
+    x: object = None,
+    weight: object = None,
+    bias: object = None,
 ) -> None:
-    """Call ``function`` (conv2d_layer or conv2d_fast) on a case and check it against the reference."""
-    outcome = getattr(sub, function)(c.x if x is None else x, c.weight, **c.kwargs)
+    """Call ``function`` (conv2d_layer or conv2d_fast) on a case and check it against the reference.
+
+    ``x``, ``weight`` and ``bias``, where given, are what is sent instead of the case's arrays: the
+    same values in another memory layout (see :func:`maybe_views`).
+    """
+    kwargs = {**c.kwargs, "bias": c.bias if bias is None else bias}
+    outcome = getattr(sub, function)(c.x if x is None else x, c.weight if weight is None else weight, **kwargs)
     c64 = LayerCase(
         c.x.astype(np.float64),
         c.weight.astype(np.float64),
@@ -216,66 +315,62 @@ def check_layer(
     check_array(outcome, expected, scale=scale, hints=layer_hints(ref, c64))
 
 
-@graded("1.2", weight=1, public=True)
-def test_layer_hand_example(sub: SubmissionProxy, ref: ModuleType) -> None:
-    """matches a hand-computed example with stride 2, padding 1 and a bias"""
+# The conv2d_layer property suite. conv2d_fast (Task 5.1) has the same contract and faces every one
+# of these checks too: test_part5_fast.py calls each with function="conv2d_fast".
+
+
+def layer_hand_example(sub: SubmissionProxy, ref: ModuleType, function: str) -> None:
+    """A hand-computed example with stride 2, padding 1 and a bias."""
     x = np.arange(16.0).reshape(1, 1, 4, 4)
-    check_layer(sub, ref, LayerCase(x, np.ones((1, 1, 3, 3)), np.array([0.5]), 2, 1))
+    check_layer(sub, ref, LayerCase(x, np.ones((1, 1, 3, 3)), np.array([0.5]), 2, 1), function=function)
 
 
-@graded("1.2", weight=2)
-@given(case=layer_cases(max_stride=1, max_padding=0))
-def test_layer_channels_and_bias(sub: SubmissionProxy, ref: ModuleType, case: LayerCase) -> None:
-    """matches the definition with several channels and filters (stride 1, no padding)"""
-    check_layer(sub, ref, case)
+def layer_in_any_layout(
+    sub: SubmissionProxy, ref: ModuleType, function: str, c: LayerCase, data: st.DataObject
+) -> None:
+    """A generated case, each array sent in a drawn memory layout."""
+    views = {
+        name: data.draw(maybe_views(value)) for name, value in (("x", c.x), ("weight", c.weight), ("bias", c.bias))
+    }
+    check_layer(sub, ref, c, function=function, **views)
 
 
-@graded("1.2", weight=3)
-@given(case=layer_cases(), data=st.data())
-def test_layer_stride_and_padding(sub: SubmissionProxy, ref: ModuleType, case: LayerCase, data: st.DataObject) -> None:
-    """matches the definition for every stride and padding (float32 and views included)"""
-    check_layer(sub, ref, case, x=data.draw(maybe_views(case.x)))
-
-
-@graded("1.2", weight=1)
-def test_layer_realistic_size(sub: SubmissionProxy, ref: ModuleType) -> None:
-    """works on a realistic layer (2x3x12x11 input, four 3x3 filters, padding 1)"""
+def layer_realistic_size(sub: SubmissionProxy, ref: ModuleType, function: str) -> None:
+    """Three 2x3x12x11 inputs with four 3x3 filters, padding 1 (the first one Fortran-ordered)."""
     rng = np.random.default_rng(14)
-    for _ in range(3):
+    for index in range(3):
         x, weight, bias = rng.standard_normal((2, 3, 12, 11)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
-        check_layer(sub, ref, LayerCase(x, weight, bias, 1, 1))
+        case = LayerCase(x, weight, bias, 1, 1)
+        check_layer(sub, ref, case, function=function, x=layout_view(x, "fortran") if index == 0 else None)
 
 
-@graded("1.2", weight=1)
-def test_layer_rejects_bad_shapes(sub: SubmissionProxy) -> None:
-    """raises ValueError for wrong dimensions, channel or bias mismatches"""
+def layer_rejects_bad_shapes(sub: SubmissionProxy, ref: ModuleType, function: str) -> None:
+    """ValueError for wrong dimensions, channel or bias mismatches (after one valid call)."""
+    f = getattr(sub, function)
     x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
-    expect_error(sub.conv2d_layer, np.ones((2, 5, 5)), w, because="x is 3-D; it must be (N, C_in, H, W)")
-    expect_error(sub.conv2d_layer, x, np.ones((2, 3, 3)), because="weight is 3-D; it must be (C_out, C_in, kh, kw)")
-    expect_error(sub.conv2d_layer, x, np.ones((3, 4, 3, 3)), because="weight expects 4 input channels but x has 2")
-    expect_error(sub.conv2d_layer, x, w, bias=np.ones(2), because="bias has 2 entries but there are 3 filters")
+    small_x, small_w = np.arange(18.0).reshape(1, 2, 3, 3), np.arange(24.0).reshape(3, 2, 2, 2) % 5
+    check_accepts(f, small_x, small_w, bias=np.arange(3.0), stride=1, padding=0)
+    expect_error(f, np.ones((2, 5, 5)), w, because="x is 3-D; it must be (N, C_in, H, W)")
+    expect_error(f, x, np.ones((2, 3, 3)), because="weight is 3-D; it must be (C_out, C_in, kh, kw)")
+    expect_error(f, x, np.ones((3, 4, 3, 3)), because="weight expects 4 input channels but x has 2")
+    expect_error(f, x, w, bias=np.ones(2), because="bias has 2 entries but there are 3 filters")
 
 
-@graded("1.2", weight=1)
-def test_layer_rejects_bad_hyperparameters(sub: SubmissionProxy) -> None:
-    """raises ValueError for stride < 1, padding < 0 or a kernel larger than the padded input"""
-    x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))
-    expect_error(sub.conv2d_layer, x, w, stride=0, because="stride must be at least 1")
-    expect_error(sub.conv2d_layer, x, w, padding=-1, because="padding cannot be negative")
-    expect_error(
-        sub.conv2d_layer,
-        x,
-        np.ones((1, 1, 7, 7)),
-        padding=1,
-        because="a 7x7 kernel is larger than the padded 6x6 input",
-    )
+def layer_rejects_bad_hyperparameters(sub: SubmissionProxy, ref: ModuleType, function: str) -> None:
+    """ValueError for stride < 1, padding < 0 or a kernel larger than the padded input (after valid calls)."""
+    f = getattr(sub, function)
+    x, w = np.arange(16.0).reshape(1, 1, 4, 4), np.ones((1, 1, 3, 3))
+    check_accepts(f, x, np.ones((1, 1, 6, 6)), bias=None, stride=1, padding=1)  # 6x6 just fits the padded 6x6
+    check_accepts(f, x, w, bias=None, stride=3, padding=0)
+    expect_error(f, x, w, stride=0, because="stride must be at least 1")
+    expect_error(f, x, w, padding=-1, because="padding cannot be negative")
+    expect_error(f, x, np.ones((1, 1, 7, 7)), padding=1, because="a 7x7 kernel is larger than the padded 6x6 input")
 
 
-@graded("1.2", weight=1)
-def test_layer_does_not_modify_inputs(sub: SubmissionProxy) -> None:
-    """leaves x, weight and bias unchanged"""
+def layer_does_not_modify_inputs(sub: SubmissionProxy, function: str) -> None:
+    """x, weight and bias unchanged (and the answer right)."""
     rng = np.random.default_rng(13)
-    outcome = sub.conv2d_layer(
+    outcome = getattr(sub, function)(
         rng.standard_normal((2, 2, 5, 5)),
         rng.standard_normal((3, 2, 3, 3)),
         bias=rng.standard_normal(3),
@@ -283,3 +378,47 @@ def test_layer_does_not_modify_inputs(sub: SubmissionProxy) -> None:
         padding=1,
     )
     check_no_mutation(outcome)
+
+
+@graded("1.2", weight=1, public=True)
+def test_layer_hand_example(sub: SubmissionProxy, ref: ModuleType) -> None:
+    """matches a hand-computed example with stride 2, padding 1 and a bias"""
+    layer_hand_example(sub, ref, "conv2d_layer")
+
+
+@graded("1.2", weight=2)
+@given(case=layer_cases(max_stride=1, max_padding=0), data=st.data())
+def test_layer_channels_and_bias(sub: SubmissionProxy, ref: ModuleType, case: LayerCase, data: st.DataObject) -> None:
+    """matches the definition with several channels and filters (stride 1, no padding; any memory layout)"""
+    layer_in_any_layout(sub, ref, "conv2d_layer", case, data)
+
+
+@graded("1.2", weight=3)
+@given(case=layer_cases(), data=st.data())
+def test_layer_stride_and_padding(sub: SubmissionProxy, ref: ModuleType, case: LayerCase, data: st.DataObject) -> None:
+    """matches the definition for every stride and padding (float32; C, Fortran, strided, reversed arrays)"""
+    layer_in_any_layout(sub, ref, "conv2d_layer", case, data)
+
+
+@graded("1.2", weight=1)
+def test_layer_realistic_size(sub: SubmissionProxy, ref: ModuleType) -> None:
+    """works on a realistic layer (2x3x12x11 input, four 3x3 filters, padding 1)"""
+    layer_realistic_size(sub, ref, "conv2d_layer")
+
+
+@graded("1.2", weight=1)
+def test_layer_rejects_bad_shapes(sub: SubmissionProxy, ref: ModuleType) -> None:
+    """raises ValueError for wrong dimensions, channel or bias mismatches"""
+    layer_rejects_bad_shapes(sub, ref, "conv2d_layer")
+
+
+@graded("1.2", weight=1)
+def test_layer_rejects_bad_hyperparameters(sub: SubmissionProxy, ref: ModuleType) -> None:
+    """raises ValueError for stride < 1, padding < 0 or a kernel larger than the padded input"""
+    layer_rejects_bad_hyperparameters(sub, ref, "conv2d_layer")
+
+
+@graded("1.2", weight=1)
+def test_layer_does_not_modify_inputs(sub: SubmissionProxy) -> None:
+    """leaves x, weight and bias unchanged"""
+    layer_does_not_modify_inputs(sub, "conv2d_layer")

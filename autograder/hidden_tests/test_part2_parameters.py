@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autograder.checks import Hint, Outcome, SubmissionProxy, check_exact, expect_error
+from autograder.checks import Hint, Outcome, SubmissionProxy, check_accepts, check_exact, expect_error
 from autograder.feedback import describe_value, matching_hint
 
 graded = pytest.mark.graded
@@ -39,6 +39,19 @@ def output_size_args(draw: st.DrawFn) -> tuple[int, int, dict[str, int]]:
     padding = draw(st.integers(0, 3))
     kernel = draw(st.integers(1, size + 2 * padding))
     stride = draw(st.integers(1, 5))
+    kwargs = {"stride": stride} if stride != 1 else {}
+    if padding:
+        kwargs["padding"] = padding
+    return size, kernel, kwargs
+
+
+@st.composite
+def huge_output_size_args(draw: st.DrawFn) -> tuple[int, int, dict[str, int]]:
+    """Sizes up to 2**60, where ``/`` (a float, exact only up to 2**53) and ``//`` give different ints."""
+    size = draw(st.integers(2**53, 2**60))
+    padding = draw(st.integers(0, 3))
+    kernel = draw(st.integers(1, 11))
+    stride = draw(st.sampled_from([1, 2, 3, 4, 7]))
     kwargs = {"stride": stride} if stride != 1 else {}
     if padding:
         kwargs["padding"] = padding
@@ -155,6 +168,10 @@ OFF_BY_ONE_TEXT = (
 )
 CEIL_TEXT = "the division rounds down: a last window that does not fit completely is dropped (use //, not ceil)."
 PADDING_ONCE_TEXT = "padding adds zeros at both ends, so the padded length is size + 2*padding, not size + padding."
+FLOAT_DIVISION_TEXT = (
+    "/ divides in floating point, which holds integers exactly only up to 2**53, so int(... / stride) is off for "
+    "large sizes: use integer division, (size + 2*padding - kernel_size) // stride + 1."
+)
 STRIDE_IGNORED_TEXT = "your count ignores the stride: with stride s only every s-th position is used."
 
 
@@ -162,6 +179,7 @@ def output_size_hints(size: int, kernel: int, stride: int, padding: int) -> list
     """Classic output-size mistakes for these arguments."""
     n = size + 2 * padding - kernel
     off_by_one, padding_once = n // stride, (size + padding - kernel) // stride + 1
+    exact, float_plus_one, float_quotient = n // stride + 1, int(n / stride + 1), int(n / stride) + 1
     if padding and off_by_one == padding_once:  # e.g. padding 1, stride 1: both mistakes give this number
         formula = Hint("output-size-formula", f"{PADDING_ONCE_TEXT} And {OFF_BY_ONE_TEXT}", lambda: off_by_one)
         first = [formula]
@@ -174,6 +192,13 @@ def output_size_hints(size: int, kernel: int, stride: int, padding: int) -> list
         *first,
         *_hint("stride-ignored", STRIDE_IGNORED_TEXT, lambda: n + 1, when=stride > 1),
         *_hint("output-size-ceil", CEIL_TEXT, lambda: -(-n // stride) + 1, when=stride > 1),
+        *_hint("float-division", FLOAT_DIVISION_TEXT, lambda: float_plus_one, when=float_plus_one != exact),
+        *_hint(
+            "float-division",
+            FLOAT_DIVISION_TEXT,
+            lambda: float_quotient,
+            when=float_quotient not in (exact, float_plus_one),
+        ),
         *_hint(
             "plus-one-inside-division",
             "the + 1 comes after the division: (size + 2*padding - kernel_size) // stride + 1.",
@@ -198,6 +223,7 @@ def test_output_size_hand_examples(sub: SubmissionProxy, ref: ModuleType) -> Non
     _check_output_size(sub, ref, 224, 11, stride=4, padding=2)  # (224 + 4 - 11) // 4 + 1 = 55
     _check_output_size(sub, ref, 7, 3, stride=2, padding=1)  # (7 + 2 - 3) // 2 + 1 = 4
     _check_output_size(sub, ref, 6, 2, stride=2)  # 3: pooling halves the size
+    _check_output_size(sub, ref, 2**60 + 1, 2, stride=3)  # (2**60 - 1) // 3 + 1 = 2**60 // 3 + 1: exact
 
 
 @graded("2.1", weight=4)
@@ -206,6 +232,14 @@ def test_output_size_matches_formula(
     sub: SubmissionProxy, ref: ModuleType, args: tuple[int, int, dict[str, int]]
 ) -> None:
     """matches the formula for every size, kernel, stride and padding"""
+    size, kernel, kwargs = args
+    _check_output_size(sub, ref, size, kernel, **kwargs)
+
+
+@graded("2.1", weight=1)
+@given(args=huge_output_size_args())
+def test_output_size_huge(sub: SubmissionProxy, ref: ModuleType, args: tuple[int, int, dict[str, int]]) -> None:
+    """gives exact ints for sizes up to 2**60 (integer arithmetic, not floats)"""
     size, kernel, kwargs = args
     _check_output_size(sub, ref, size, kernel, **kwargs)
 
@@ -220,6 +254,8 @@ def test_output_size_padding_makes_kernel_fit(sub: SubmissionProxy, ref: ModuleT
 @graded("2.1", weight=1)
 def test_output_size_rejects_kernel_too_large(sub: SubmissionProxy) -> None:
     """raises ValueError when the kernel does not fit in the padded input"""
+    check_accepts(sub.conv_output_size, 5, 5)  # a kernel as large as the input: 1
+    check_accepts(sub.conv_output_size, 3, 5, padding=1)  # 3 + 2*1 = 5 padded cells: 1
     expect_error(sub.conv_output_size, 3, 5, because="a kernel of size 5 does not fit in an input of size 3")
     expect_error(
         sub.conv_output_size, 3, 6, padding=1, because="a kernel of size 6 does not fit in 3 + 2*1 = 5 padded cells"
@@ -229,6 +265,8 @@ def test_output_size_rejects_kernel_too_large(sub: SubmissionProxy) -> None:
 @graded("2.1", weight=1)
 def test_output_size_rejects_bad_arguments(sub: SubmissionProxy) -> None:
     """raises ValueError for stride < 1, negative padding, or a size or kernel_size < 1"""
+    check_accepts(sub.conv_output_size, 1, 1, stride=1, padding=0)  # the smallest valid arguments: 1
+    check_accepts(sub.conv_output_size, 9, 3, stride=2, padding=0)  # 4
     expect_error(sub.conv_output_size, 5, 3, stride=0, because="stride must be at least 1")
     expect_error(sub.conv_output_size, 5, 3, padding=-1, because="padding cannot be negative")
     expect_error(sub.conv_output_size, 5, 0, because="kernel_size must be at least 1")
@@ -448,6 +486,8 @@ def test_lc_params_pairs_and_stride(
 def test_lc_params_rejects_bad_arguments(sub: SubmissionProxy) -> None:
     """raises ValueError when the kernel does not fit in the input or the stride is < 1"""
     function = sub.locally_connected2d_params
+    check_accepts(function, (8, 3), 1, 1, 3)  # a 3x3 kernel just fits an 8x3 input: 6 positions * 10 = 60
+    check_accepts(function, 8, 2, 3, 3, stride=5)  # 2x2 positions, 3 filters of 2*3*3 + 1: 228
     expect_error(function, 3, 1, 1, 5, because="a 5x5 kernel does not fit in a 3x3 input")
     expect_error(function, (8, 2), 1, 1, 3, because="a 3x3 kernel does not fit in an 8x2 input (too narrow)")
     expect_error(function, 8, 1, 1, 3, stride=0, because="stride must be at least 1")
@@ -701,6 +741,7 @@ def test_summary_matches_reference(
 def test_summary_rejects_unknown_type(sub: SubmissionProxy) -> None:
     """raises ValueError for an unknown layer type"""
     conv = {"type": "conv2d", "out_channels": 2, "kernel_size": 3}
+    check_accepts(sub.network_summary, [conv, {"type": "relu"}, {"type": "flatten"}], (1, 8, 8))
     expect_error(
         sub.network_summary,
         [conv, {"type": "conv3d", "out_channels": 2, "kernel_size": 3}],
@@ -715,6 +756,8 @@ def test_summary_rejects_unknown_type(sub: SubmissionProxy) -> None:
 @graded("2.5", weight=1)
 def test_summary_rejects_missing_option(sub: SubmissionProxy) -> None:
     """raises ValueError for a layer with a missing option"""
+    check_accepts(sub.network_summary, [{"type": "conv2d", "out_channels": 2, "kernel_size": 3}], (1, 8, 8))
+    check_accepts(sub.network_summary, [{"type": "flatten"}, {"type": "dense", "out_features": 3}], (1, 8, 8))
     expect_error(
         sub.network_summary,
         [{"type": "conv2d", "out_channels": 2}],
@@ -733,6 +776,9 @@ def test_summary_rejects_missing_option(sub: SubmissionProxy) -> None:
 def test_summary_rejects_impossible_shapes(sub: SubmissionProxy) -> None:
     """raises ValueError for a dense layer on an image and for shapes a layer cannot take"""
     dense = {"type": "dense", "out_features": 10}
+    pool = {"type": "maxpool2d", "kernel_size": 2}
+    check_accepts(sub.network_summary, [{"type": "flatten"}, dense], (1, 4, 4))
+    check_accepts(sub.network_summary, [{"type": "conv2d", "out_channels": 2, "kernel_size": 4}, pool], (1, 5, 5))
     expect_error(
         sub.network_summary, [dense], (1, 4, 4), because="a dense layer needs a flat input; add a flatten first"
     )

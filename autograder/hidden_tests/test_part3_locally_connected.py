@@ -15,13 +15,15 @@ from autograder.checks import (
     Hint,
     Outcome,
     SubmissionProxy,
+    check_accepts,
     check_array,
     check_no_mutation,
     expect_error,
     plain,
+    reproduces,
 )
 from autograder.feedback import describe_value, matching_hint
-from autograder.hidden_tests.strategies import arrays, as_dtype, dtypes, maybe_views
+from autograder.hidden_tests.strategies import arrays, as_dtype, dtypes, layout_view, maybe_views
 
 graded = pytest.mark.graded
 
@@ -105,14 +107,13 @@ def tie_cases(draw: st.DrawFn, *, pair: bool | None = None) -> TieCase:
 def lc_hints(ref: ModuleType, c: LCCase) -> list[Hint]:
     """Classic locally-connected mistakes for this (float64) case, each only where it changes the answer."""
     x, w, b, s = c.x, c.weight, c.bias, c.stride
-    N = x.shape[0]
     H_out, W_out, C_out, _, kh, kw = w.shape
     layer = lambda weight, bias=b, stride=s, x=x: ref.locally_connected2d(x, weight, bias, stride=stride)  # noqa: E731
     hints = [
         Hint(
             "lc-output-layout",
             "the output has shape (N, C_out, H_out, W_out): channels before positions.",
-            lambda: (N, H_out, W_out, C_out),
+            lambda: layer(w).transpose(0, 2, 3, 1),
         ),
         Hint(
             "flipped-kernel",
@@ -175,9 +176,22 @@ def lc_hints(ref: ModuleType, c: LCCase) -> list[Hint]:
     return hints
 
 
-def check_lc(sub: SubmissionProxy, ref: ModuleType, c: LCCase, *, x: object = None, weight: object = None) -> None:
-    """Call the student's locally_connected2d on a case and check it against the reference."""
-    outcome = sub.locally_connected2d(c.x if x is None else x, c.weight if weight is None else weight, **c.kwargs)
+def check_lc(
+    sub: SubmissionProxy,
+    ref: ModuleType,
+    c: LCCase,
+    *,
+    x: object = None,
+    weight: object = None,
+    bias: object = None,
+) -> None:
+    """Call the student's locally_connected2d on a case and check it against the reference.
+
+    ``x``, ``weight`` and ``bias``, where given, are sent instead of the case's arrays (the same values
+    in another memory layout).
+    """
+    kwargs = {**c.kwargs, "bias": c.bias if bias is None else bias}
+    outcome = sub.locally_connected2d(c.x if x is None else x, c.weight if weight is None else weight, **kwargs)
     c64 = c.as_float64()
     expected = ref.locally_connected2d(c64.x, c64.weight, c64.bias, stride=c.stride)
     scale = ref.locally_connected2d(
@@ -218,21 +232,25 @@ def test_lc_channels_and_bias(sub: SubmissionProxy, ref: ModuleType, case: LCCas
 @graded("3.1", weight=3)
 @given(case=lc_cases(), data=st.data())
 def test_lc_stride(sub: SubmissionProxy, ref: ModuleType, case: LCCase, data: st.DataObject) -> None:
-    """matches the definition for every stride and kernel shape (float32 and views included)"""
-    check_lc(sub, ref, case, x=data.draw(maybe_views(case.x)), weight=data.draw(maybe_views(case.weight)))
+    """matches the definition for every stride and kernel shape (float32; C, Fortran, strided, reversed arrays)"""
+    views = {name: data.draw(maybe_views(getattr(case, name))) for name in ("x", "weight", "bias")}
+    check_lc(sub, ref, case, **views)
 
 
 @graded("3.1", weight=1)
 def test_lc_realistic_size(sub: SubmissionProxy, ref: ModuleType) -> None:
     """works on realistic layers (e.g. a 2x3x10x9 input, 3x2 kernels, stride 2)"""
     rng = np.random.default_rng(31)
-    for shape, (C_out, kh, kw), stride in (((2, 3, 10, 9), (3, 3, 2), 2), ((3, 2, 9, 12), (4, 3, 3), 1)):
+    for shape, (C_out, kh, kw), stride, layout in (
+        ((2, 3, 10, 9), (3, 3, 2), 2, "fortran"),
+        ((3, 2, 9, 12), (4, 3, 3), 1, "c"),
+    ):
         _, C_in, H, W = shape
         H_out, W_out = (H - kh) // stride + 1, (W - kw) // stride + 1
         x = rng.standard_normal(shape)
         weight = rng.standard_normal((H_out, W_out, C_out, C_in, kh, kw))
         bias = rng.standard_normal((H_out, W_out, C_out))
-        check_lc(sub, ref, LCCase(x, weight, bias, stride))
+        check_lc(sub, ref, LCCase(x, weight, bias, stride), x=layout_view(x, layout))
 
 
 @graded("3.1", weight=1)
@@ -240,6 +258,8 @@ def test_lc_rejects_wrong_positions(sub: SubmissionProxy) -> None:
     """raises ValueError when weight's positions do not match the input"""
     x = np.ones((1, 1, 5, 5))
     f = sub.locally_connected2d
+    check_accepts(f, np.arange(25.0).reshape(1, 1, 5, 5), np.arange(81.0).reshape(3, 3, 1, 1, 3, 3), bias=None)
+    check_accepts(f, np.arange(25.0).reshape(1, 1, 5, 5), np.ones((2, 2, 1, 1, 3, 3)), bias=None, stride=2)
     expect_error(f, x, np.ones((2, 2, 1, 1, 3, 3)), because="a 5x5 input and 3x3 kernels give 3x3 positions, not 2x2")
     expect_error(f, x, np.ones((3, 3, 1, 1, 3, 3)), stride=2, because="with stride 2 there are 2x2 positions, not 3x3")
     expect_error(f, x, np.ones((3, 2, 1, 1, 3, 3)), because="a 5x5 input and 3x3 kernels give 3x3 positions, not 3x2")
@@ -257,6 +277,7 @@ def test_lc_rejects_channel_and_bias_mismatch(sub: SubmissionProxy) -> None:
     """raises ValueError for channel or bias mismatches"""
     f = sub.locally_connected2d
     x, weight = np.ones((1, 2, 4, 4)), np.ones((2, 2, 3, 2, 3, 3))
+    check_accepts(f, np.arange(32.0).reshape(1, 2, 4, 4), weight, bias=np.arange(12.0).reshape(2, 2, 3))
     expect_error(f, x, np.ones((2, 2, 3, 1, 3, 3)), because="weight expects 1 input channel but x has 2")
     expect_error(f, np.ones((1, 3, 4, 4)), weight, because="weight expects 2 input channels but x has 3")
     expect_error(
@@ -294,41 +315,51 @@ def _returned_pair(outcome: Outcome) -> tuple[Any, Any]:
 
 
 def tie_weight_hints(weight: np.ndarray, H_out: int, W_out: int) -> list[Hint]:
-    """Wrong lc_weight layouts (recognised by their shapes)."""
-    return [
+    """Wrong lc_weight layouts, replayed."""
+    hints = [
         Hint(
             "lc-weight-layout",
             "lc_weight has the positions first: shape (H_out, W_out, C_out, C_in, kh, kw), so that lc_weight[i, j] "
             "is the conv weight.",
-            lambda: weight.shape + (H_out, W_out),
-        ),
-        Hint(
-            "output-size-pair-swapped",
-            "output_size is (H_out, W_out): rows first, then columns.",
-            lambda: (W_out, H_out) + weight.shape if H_out != W_out else None,
+            lambda: np.broadcast_to(weight[..., None, None], weight.shape + (H_out, W_out)),
         ),
     ]
+    if H_out != W_out:
+        hints.append(
+            Hint(
+                "output-size-pair-swapped",
+                "output_size is (H_out, W_out): rows first, then columns.",
+                lambda: np.broadcast_to(weight, (W_out, H_out) + weight.shape),
+            )
+        )
+    return hints
 
 
 def tie_bias_hints(bias: np.ndarray, H_out: int, W_out: int) -> list[Hint]:
-    """Wrong lc_bias layouts."""
-    return [
+    """Wrong lc_bias layouts, replayed."""
+    hints = [
         Hint(
             "lc-bias-layout",
             "lc_bias has shape (H_out, W_out, C_out), as locally_connected2d expects: lc_bias[i, j] is the conv bias.",
-            lambda: bias.shape + (H_out, W_out),
-        ),
-        Hint(
-            "output-size-pair-swapped",
-            "output_size is (H_out, W_out): rows first, then columns.",
-            lambda: (W_out, H_out) + bias.shape if H_out != W_out else None,
+            lambda: np.broadcast_to(bias[:, None, None], bias.shape + (H_out, W_out)),
         ),
     ]
+    if H_out != W_out:
+        hints.append(
+            Hint(
+                "output-size-pair-swapped",
+                "output_size is (H_out, W_out): rows first, then columns.",
+                lambda: np.broadcast_to(bias, (W_out, H_out) + bias.shape),
+            )
+        )
+    return hints
 
 
-def check_tied(sub: SubmissionProxy, c: TieCase) -> None:
-    """Check both returned arrays of conv_as_locally_connected on a case."""
-    outcome = sub.conv_as_locally_connected(c.weight, c.bias, c.output_size)
+def check_tied(sub: SubmissionProxy, c: TieCase, *, weight: object = None, bias: object = None) -> None:
+    """Check both returned arrays of conv_as_locally_connected on a case (``weight``, ``bias``: views to send)."""
+    outcome = sub.conv_as_locally_connected(
+        c.weight if weight is None else weight, c.bias if bias is None else bias, c.output_size
+    )
     got_weight, got_bias = _returned_pair(outcome)
     H_out, W_out = c.output_pair
     weight = c.weight.astype(np.float64)
@@ -372,10 +403,10 @@ def test_tie_hand_example(sub: SubmissionProxy) -> None:
 
 
 @graded("3.2", weight=2)
-@given(case=tie_cases())
-def test_tie_matches_definition(sub: SubmissionProxy, case: TieCase) -> None:
-    """gives lc_weight[i, j] == weight and lc_bias[i, j] == bias at every position (float32 included)"""
-    check_tied(sub, case)
+@given(case=tie_cases(), data=st.data())
+def test_tie_matches_definition(sub: SubmissionProxy, case: TieCase, data: st.DataObject) -> None:
+    """gives lc_weight[i, j] == weight and lc_bias[i, j] == bias at every position (float32; any memory layout)"""
+    check_tied(sub, case, weight=data.draw(maybe_views(case.weight)), bias=data.draw(maybe_views(case.bias)))
 
 
 @graded("3.2", weight=1)
@@ -411,7 +442,7 @@ def test_tie_equals_convolution(sub: SubmissionProxy, ref: ModuleType) -> None:
         wanted = (H_out, W_out, *weight.shape)
         if arrays_ok and got_weight.shape != wanted:
             hints = tie_weight_hints(weight, H_out, W_out)
-            hint = matching_hint(hints, got_weight, lambda got, wrong: wrong == got.shape)
+            hint = matching_hint(hints, got_weight, lambda got, wrong: reproduces(got, wrong, 1e-9))
             raise outcome.fail(
                 f"lc_weight should have shape {wanted}, as locally_connected2d expects; got shape {got_weight.shape}",
                 hint=hint,

@@ -25,6 +25,7 @@ from autograder.checks import (
     Outcome,
     StudentFunction,
     SubmissionProxy,
+    check_accepts,
     check_array,
     check_exact,
     check_no_mutation,
@@ -212,9 +213,10 @@ def check_shift(
     x64 = x_.astype(np.float64)
     check_array(outcome, ref.shift2d(x64, dy, dx, circular=circular), hints=shift_hints(ref, x64, dy, dx, circular))
     if dtype and outcome.value.dtype != x_.dtype:
+        zeros = Hint("dtype-changed", "np.zeros(shape) is float64 whatever x is: use np.zeros_like(x).", lambda: None)
         raise outcome.fail(
             f"the result should keep x's dtype {x_.dtype}; got dtype {outcome.value.dtype}",
-            hint=Hint("dtype-changed", "np.zeros(shape) is float64 whatever x is: use np.zeros_like(x).", lambda: None),
+            hint=zeros if outcome.value.dtype == np.float64 else None,
         )
     return outcome
 
@@ -227,6 +229,9 @@ def test_shift2d_hand_example(sub: SubmissionProxy, ref: ModuleType) -> None:
     check_shift(sub, ref, x, 0, -1, False)  # [[2, 3, 0], [5, 6, 0]]
     check_shift(sub, ref, x, 1, 1, False)  # [[0, 0, 0], [0, 1, 2]]
     check_shift(sub, ref, x, -1, 2, True)  # [[5, 6, 4], [2, 3, 1]]
+    tall = np.arange(1.0, 13.0).reshape(4, 3)  # rows [1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]
+    check_shift(sub, ref, tall, -1, 0, False)  # up one row: [[4, 5, 6], [7, 8, 9], [10, 11, 12], [0, 0, 0]]
+    check_shift(sub, ref, tall, -2, 1, False)  # up two, right one: [[0, 7, 8], [0, 10, 11], [0, 0, 0], [0, 0, 0]]
 
 
 @graded("4.1", weight=2)
@@ -256,6 +261,7 @@ def test_shift2d_keeps_dtype(sub: SubmissionProxy, ref: ModuleType) -> None:
 @graded("4.1", weight=0.5)
 def test_shift2d_rejects_1d(sub: SubmissionProxy) -> None:
     """raises ValueError for an array with fewer than two dimensions"""
+    check_accepts(sub.shift2d, np.arange(4.0).reshape(1, 4), 0, 1)  # 2-D with one row: [[0, 0, 1, 2]]
     expect_error(sub.shift2d, np.arange(4.0), 1, 0, because="x is 1-D: there are no rows and columns to shift")
 
 
@@ -320,9 +326,13 @@ def circular_hints(ref: ModuleType, c: CircularCase) -> list[Hint]:
     return hints
 
 
-def check_circular(sub: SubmissionProxy, ref: ModuleType, c: CircularCase, *, x: Any = None) -> None:
-    """Call ``circular_conv2d`` on a case and check it against the reference."""
-    outcome = sub.circular_conv2d(c.x if x is None else x, c.weight, bias=c.bias)
+def check_circular(
+    sub: SubmissionProxy, ref: ModuleType, c: CircularCase, *, x: Any = None, weight: Any = None, bias: Any = None
+) -> None:
+    """Call ``circular_conv2d`` on a case and check it against the reference (``x``... : views to send)."""
+    outcome = sub.circular_conv2d(
+        c.x if x is None else x, c.weight if weight is None else weight, bias=c.bias if bias is None else bias
+    )
     x64, w64 = c.x.astype(np.float64), c.weight.astype(np.float64)
     b64 = None if c.bias is None else c.bias.astype(np.float64)
     scale = ref.circular_conv2d(np.abs(x64), np.abs(w64), None if b64 is None else np.abs(b64))
@@ -350,8 +360,9 @@ def test_circular_hand_example(sub: SubmissionProxy, ref: ModuleType) -> None:
 def test_circular_matches_reference(
     sub: SubmissionProxy, ref: ModuleType, case: CircularCase, data: st.DataObject
 ) -> None:
-    """matches the definition with channels, bias and 1/3/5 kernels (float32 and views included)"""
-    check_circular(sub, ref, case, x=data.draw(maybe_views(case.x)))
+    """matches the definition with channels, bias and 1/3/5 kernels (float32; C, Fortran, strided, reversed arrays)"""
+    views = {name: data.draw(maybe_views(getattr(case, name))) for name in ("x", "weight", "bias")}
+    check_circular(sub, ref, case, **views)
 
 
 @graded("4.2", weight=1)
@@ -375,15 +386,31 @@ def test_circular_realistic_size(sub: SubmissionProxy, ref: ModuleType) -> None:
 @graded("4.2", weight=1)
 def test_circular_rejects_bad_input(sub: SubmissionProxy) -> None:
     """raises ValueError for even kernel sizes and mismatched channels"""
+    f = sub.circular_conv2d
     x = np.ones((1, 2, 5, 5))
+    check_accepts(f, np.arange(50.0).reshape(1, 2, 5, 5), np.arange(18.0).reshape(1, 2, 3, 3), bias=None)
     for kh, kw in [(2, 2), (3, 2), (4, 3)]:
         expect_error(
-            sub.circular_conv2d,
-            x,
-            np.ones((1, 2, kh, kw)),
-            because=f"a {kh}x{kw} kernel has no centre pixel (kernel sizes must be odd)",
+            f, x, np.ones((1, 2, kh, kw)), because=f"a {kh}x{kw} kernel has no centre pixel (kernel sizes must be odd)"
         )
-    expect_error(sub.circular_conv2d, x, np.ones((1, 3, 3, 3)), because="weight expects 3 input channels but x has 2")
+    expect_error(f, x, np.ones((1, 3, 3, 3)), because="weight expects 3 input channels but x has 2")
+    # One channel on one side: NumPy's broadcasting (einsum, *) would quietly stretch it.
+    expect_error(f, np.ones((1, 1, 5, 5)), np.ones((2, 3, 3, 3)), because="weight expects 3 input channels but x has 1")
+    expect_error(f, np.ones((1, 3, 5, 5)), np.ones((2, 1, 3, 3)), because="weight expects 1 input channel but x has 3")
+
+
+@graded("4.2", weight=1)
+def test_circular_rejects_bad_shapes(sub: SubmissionProxy) -> None:
+    """raises ValueError for a wrong number of dimensions or a bias that does not match the filters"""
+    f = sub.circular_conv2d
+    x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
+    check_accepts(f, np.arange(50.0).reshape(1, 2, 5, 5), np.arange(54.0).reshape(3, 2, 3, 3), bias=np.arange(3.0))
+    expect_error(f, np.ones((2, 5, 5)), w, because="x is 3-D; it must be (N, C_in, H, W)")
+    expect_error(f, np.ones((1, 1, 2, 5, 5)), w, because="x is 5-D; it must be (N, C_in, H, W)")
+    expect_error(f, x, np.ones((2, 3, 3)), because="weight is 3-D; it must be (C_out, C_in, kh, kw)")
+    expect_error(f, x, w, bias=np.ones(1), because="bias has 1 entry but there are 3 filters (it must not broadcast)")
+    expect_error(f, x, w, bias=np.ones(2), because="bias has 2 entries but there are 3 filters")
+    expect_error(f, x, w, bias=np.ones((3, 1)), because="bias must have shape (3,), not (3, 1)")
 
 
 @graded("4.2", weight=0.5)
@@ -562,6 +589,9 @@ def test_error_matches_reference(
 def test_error_rejects_size_change(sub: SubmissionProxy) -> None:
     """raises ValueError when the layer changes the spatial size"""
     x = np.random.default_rng(47).standard_normal((1, 2, 5, 6))
+    bump = np.zeros((5, 6))
+    bump[2, 3] = 1.5
+    check_accepts(sub.equivariance_error, Layer({"kind": "position_bias", "bias": bump}), x, 1, 1)  # 1.5
     expect_error(
         sub.equivariance_error,
         Layer({"kind": "crop", "by": 1}),
@@ -700,7 +730,7 @@ def test_equivariant_hand_example(sub: SubmissionProxy, ref: ModuleType) -> None
 
 @graded("4.4", weight=1)
 def test_equivariant_layers(sub: SubmissionProxy, ref: ModuleType) -> None:
-    """says True for circular convolutions, pointwise operations and their compositions"""
+    """says True for circular convolutions, pointwise operations and their compositions (and False after a bias map)"""
     rng = np.random.default_rng(50)
     x = rng.standard_normal((2, 2, 6, 5))
     conv = conv_layer(rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3))
@@ -714,6 +744,9 @@ def test_equivariant_layers(sub: SubmissionProxy, ref: ModuleType) -> None:
     ]
     for spec in layers:
         check_equivariant(sub, ref, spec, x, [(1, 0), (0, -2), (3, 4), (-7, 11)])
+    # The same convolution followed by a bias that differs at each position: False (a constant True loses here).
+    position_bias = {"kind": "position_bias", "bias": rng.standard_normal((6, 5))}
+    check_equivariant(sub, ref, compose(conv, position_bias), x, [(1, 0), (0, -2)])
 
 
 def column_varying_layers(rng: np.random.Generator, C: int, H: int, W: int) -> list[dict[str, Any]]:
@@ -742,6 +775,8 @@ def test_not_equivariant_later_shift(sub: SubmissionProxy, ref: ModuleType) -> N
     check_equivariant(sub, ref, zero_pad, x, [(0, 0), (4, -6), (1, 1)])
     untied = {"kind": "untied_1x1", "weight": rng.standard_normal((4, 6, 3, 2))}
     check_equivariant(sub, ref, untied, x, [(0, 0), (0, 1)])
+    # The same shifts with a tied 1x1 layer (a circular convolution): True (a constant False loses here).
+    check_equivariant(sub, ref, conv_layer(rng.standard_normal((3, 2, 1, 1))), x, shifts)
 
 
 @graded("4.4", weight=1)
@@ -760,6 +795,7 @@ def test_size_changing_layer(sub: SubmissionProxy, ref: ModuleType) -> None:
     x = np.random.default_rng(53).standard_normal((1, 2, 6, 6))
     check_equivariant(sub, ref, {"kind": "global_avg_pool"}, x, [(1, 0), (0, 2)])
     check_equivariant(sub, ref, {"kind": "crop", "by": 1}, x, [(0, 0)])
+    check_equivariant(sub, ref, {"kind": "relu"}, x, [(1, 0), (0, 2)])  # keeps the size: True
 
 
 @graded("4.4", weight=1)
@@ -778,12 +814,17 @@ def test_equivariant_atol(sub: SubmissionProxy, ref: ModuleType) -> None:
 
 
 @graded("4.4", weight=1)
-@given(case=equivariance_cases(), shifts=st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), max_size=3))
+@given(
+    case=equivariance_cases(),
+    shifts=st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), max_size=3),
+    data=st.data(),
+)
 def test_equivariant_matches_reference(
-    sub: SubmissionProxy, ref: ModuleType, case: EquivarianceCase, shifts: list[tuple[int, int]]
+    sub: SubmissionProxy, ref: ModuleType, case: EquivarianceCase, shifts: list[tuple[int, int]], data: st.DataObject
 ) -> None:
-    """matches the definition on generated layers and lists of shifts"""
-    check_equivariant(sub, ref, case.layer.spec, case.x, [(case.dy, case.dx), *shifts])
+    """matches the definition on generated layers and lists of shifts (x in any memory layout)"""
+    x = data.draw(maybe_views(case.x))
+    check_equivariant(sub, ref, case.layer.spec, x, [(case.dy, case.dx), *shifts])
 
 
 @graded("4.4", weight=0.5)
@@ -791,4 +832,6 @@ def test_equivariant_does_not_modify_input(sub: SubmissionProxy) -> None:
     """leaves its input array unchanged"""
     rng = np.random.default_rng(55)
     layer = Layer(conv_layer(rng.standard_normal((2, 2, 3, 3))))
-    check_no_mutation(sub.is_shift_equivariant(layer, rng.standard_normal((1, 2, 5, 4)), [(1, 2), (-1, 0)]))
+    check_no_mutation(sub.is_shift_equivariant(layer, rng.standard_normal((1, 2, 5, 4)), [(1, 2), (-1, 0)]))  # True
+    bias = Layer({"kind": "position_bias", "bias": rng.standard_normal((5, 4))})
+    check_no_mutation(sub.is_shift_equivariant(bias, rng.standard_normal((1, 2, 5, 4)), [(1, 2), (-1, 0)]))  # False

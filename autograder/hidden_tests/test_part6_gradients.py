@@ -8,6 +8,7 @@ part of the points. Tolerances are scaled to the terms summed: the same gradient
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -20,9 +21,11 @@ from autograder.checks import (
     Hint,
     Outcome,
     SubmissionProxy,
+    check_accepts,
     check_array,
     check_no_mutation,
     expect_error,
+    reproduces,
 )
 from autograder.feedback import describe_value
 from autograder.hidden_tests.strategies import LayerCase, arrays, dtypes, layer_cases, maybe_views
@@ -120,6 +123,73 @@ def _overwritten_dx(dout: np.ndarray, weight: np.ndarray, x_shape: tuple[int, ..
     return dxp[:, :, padding : padding + H, padding : padding + W]
 
 
+def _overwritten_windows(
+    dout: np.ndarray,
+    window_gradient: Any,
+    x_shape: tuple[int, ...],
+    kernel: tuple[int, int],
+    stride: int,
+    padding: int,
+    *,
+    per_channel: bool,
+) -> np.ndarray:
+    """dx when a loop over output positions assigns (=) each window's gradient instead of adding it.
+
+    The loop runs as in the usual naive code, ``for n: for o: for i: for j:`` (``per_channel``:
+    ``dx_pad[n, :, window] = w[o] * dout[n, o, i, j]``, so the last filter's window wins) or ``for n:
+    for i: for j:`` with the filters summed (``dx_pad[n, :, window] = sum_o w[o] * dout[n, o, i, j]``).
+
+    Args:
+        dout: the incoming gradient ``(N, C_out, H_out, W_out)``.
+        window_gradient: ``(i, j, o) -> (C_in, kh, kw)``, the weight that position and filter use.
+        x_shape: the input's shape.
+        kernel: ``(kh, kw)``.
+        stride: the stride.
+        padding: the padding (cut off at the end).
+        per_channel: whether each filter's window is assigned on its own.
+
+    Returns:
+        The mistaken dx, of x's shape.
+    """
+    N, C_in, H, W = x_shape
+    _, C_out, H_out, W_out = dout.shape
+    kh, kw = kernel
+    dxp = np.zeros((N, C_in, H + 2 * padding, W + 2 * padding))
+    for n in range(N):
+        for o in range(C_out) if per_channel else (None,):
+            for i in range(H_out):
+                for j in range(W_out):
+                    window = (n, slice(None), slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw))
+                    filters = [o] if o is not None else range(C_out)
+                    dxp[window] = sum(window_gradient(i, j, f) * dout[n, f, i, j] for f in filters)
+    return dxp[:, :, padding : padding + H, padding : padding + W]
+
+
+OVERWRITTEN_TEXT = (
+    "your dx keeps only one contribution where receptive fields overlap: each input pixel collects the "
+    "contributions of every output it fed into, and of every filter (dx[...] += ..., not dx[...] = ...)."
+)
+
+
+def _window_overwrite_hints(
+    dout: np.ndarray,
+    window_gradient: Any,
+    x_shape: tuple[int, ...],
+    kernel: tuple[int, int],
+    stride: int,
+    padding: int,
+) -> list[Hint]:
+    """The two loops of :func:`_overwritten_windows` (each filter on its own, or summed) as hints."""
+    return [
+        Hint(
+            "dx-overwritten",
+            OVERWRITTEN_TEXT,
+            partial(_overwritten_windows, dout, window_gradient, x_shape, kernel, stride, padding, per_channel=each),
+        )
+        for each in (True, False)
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # Task 6.1: conv2d_backward
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +207,7 @@ def conv_hints(ref: ModuleType, c: ConvBackwardCase, what: str) -> list[Hint]:
     )
     if what == "dx":
         padded = np.pad(c.x, ((0, 0), (0, 0), (p, p), (p, p)))
+        kernel = c.weight.shape[2:]
         return [
             Hint(
                 "dx-padding-not-cropped",
@@ -150,11 +221,19 @@ def conv_hints(ref: ModuleType, c: ConvBackwardCase, what: str) -> list[Hint]:
                 "dout[n, o, i, j] * w[o, c, m, q] (the same w[m, q], not w[kh-1-m, kw-1-q]).",
                 lambda: grads(flipped)[0],
             ),
-            Hint(
-                "dx-overwritten",
-                "your dx keeps only one contribution where receptive fields overlap: each input pixel collects the "
-                "contributions of every output it fed into (+=, not =).",
-                lambda: _overwritten_dx(c.dout, c.weight, c.x.shape, s, p),
+            Hint("dx-overwritten", OVERWRITTEN_TEXT, lambda: _overwritten_dx(c.dout, c.weight, c.x.shape, s, p)),
+            *_window_overwrite_hints(c.dout, lambda i, j, o: c.weight[o], c.x.shape, kernel, s, p),
+            *(
+                [
+                    Hint(
+                        "dx-crop-minus-zero",
+                        "your dx is empty: with padding 0, dx_pad[:, :, p:-p, p:-p] is dx_pad[:, :, 0:0, 0:0] (-0 is "
+                        "0), which cuts off everything. Cut the padding off with dx_pad[:, :, p : p + H, p : p + W].",
+                        lambda: np.zeros(c.x.shape[:2] + (0, 0)),
+                    )
+                ]
+                if p == 0
+                else []
             ),
         ]
     if what == "dweight":
@@ -199,7 +278,7 @@ def conv_hints(ref: ModuleType, c: ConvBackwardCase, what: str) -> list[Hint]:
         Hint(
             "dbias-wrong-axes",
             "your dbias keeps the wrong axes: it has one entry per output channel, dout.sum(axis=(0, 2, 3)).",
-            lambda: (N,),
+            lambda: c.dout.sum(axis=(1, 2, 3)),
         ),
     ]
 
@@ -212,10 +291,15 @@ def check_conv_backward(
     *,
     x: Any = None,
     dout: Any = None,
+    weight: Any = None,
 ) -> Outcome:
-    """Call ``conv2d_backward`` and check the named gradients against the reference."""
+    """Call ``conv2d_backward`` and check the named gradients against the reference (``x``... : views to send)."""
     outcome = sub.conv2d_backward(
-        c.dout if dout is None else dout, c.x if x is None else x, c.weight, stride=c.stride, padding=c.padding
+        c.dout if dout is None else dout,
+        c.x if x is None else x,
+        c.weight if weight is None else weight,
+        stride=c.stride,
+        padding=c.padding,
     )
     got = check_gradient_tuple(outcome)
     c64 = c.as_float64()
@@ -242,15 +326,17 @@ def test_conv_backward_hand_example(sub: SubmissionProxy, ref: ModuleType) -> No
 def test_conv_backward_dweight(
     sub: SubmissionProxy, ref: ModuleType, case: ConvBackwardCase, data: st.DataObject
 ) -> None:
-    """dweight matches the definition for every stride and padding (float32 and views included)"""
-    check_conv_backward(sub, ref, case, ("dweight",), x=data.draw(maybe_views(case.x)))
+    """dweight matches the definition for every stride and padding (float32; C, Fortran, strided, reversed arrays)"""
+    views = {name: data.draw(maybe_views(getattr(case, name))) for name in ("dout", "x", "weight")}
+    check_conv_backward(sub, ref, case, ("dweight",), **views)
 
 
 @graded("6.1", weight=2.5)
 @given(case=conv_backward_cases(), data=st.data())
 def test_conv_backward_dx(sub: SubmissionProxy, ref: ModuleType, case: ConvBackwardCase, data: st.DataObject) -> None:
-    """dx matches the definition for every stride and padding (float32 and views included)"""
-    check_conv_backward(sub, ref, case, ("dx",), dout=data.draw(maybe_views(case.dout)))
+    """dx matches the definition for every stride and padding (float32; C, Fortran, strided, reversed arrays)"""
+    views = {name: data.draw(maybe_views(getattr(case, name))) for name in ("dout", "x", "weight")}
+    check_conv_backward(sub, ref, case, ("dx",), **views)
 
 
 @graded("6.1", weight=1.5)
@@ -275,6 +361,9 @@ def test_conv_backward_rejects_wrong_dout(sub: SubmissionProxy) -> None:
     """raises ValueError when dout does not have the layer's output shape"""
     x, w = np.ones((1, 1, 4, 4)), np.ones((2, 1, 3, 3))  # the output is 1x2x2x2
     fn = sub.conv2d_backward
+    rng = np.random.default_rng(65)
+    check_accepts(fn, rng.integers(-3, 4, (1, 2, 2, 2)).astype(float), x, w, stride=1, padding=0)
+    check_accepts(fn, rng.integers(-3, 4, (1, 2, 2, 2)).astype(float), x, w, stride=2, padding=1)
     expect_error(fn, np.ones((1, 2, 4, 4)), x, w, because="the output is 1x2x2x2 without padding, not 1x2x4x4")
     expect_error(fn, np.ones((1, 2, 1, 1)), x, w, because="the output is 1x2x2x2, not 1x2x1x1")
     expect_error(fn, np.ones((1, 1, 2, 2)), x, w, because="there are 2 filters, so dout has 2 channels, not 1")
@@ -318,7 +407,11 @@ def lc_hints(ref: ModuleType, c: LCBackwardCase, what: str) -> list[Hint]:
                 summed.format(g="dweight", p="filter bank"),
                 lambda: np.broadcast_to(grads()[1].sum(axis=(0, 1)), c.weight.shape),
             ),
-            Hint("summed-over-positions", summed.format(g="dweight", p="filter bank"), lambda: c.weight.shape[2:]),
+            Hint(
+                "summed-over-positions",
+                summed.format(g="dweight", p="filter bank"),
+                lambda: grads()[1].sum(axis=(0, 1)),
+            ),
             Hint(
                 "grad-averaged",
                 "your dweight is the right one divided by the batch size: sum over the batch, do not average.",
@@ -327,7 +420,7 @@ def lc_hints(ref: ModuleType, c: LCBackwardCase, what: str) -> list[Hint]:
         ]
     if what == "dbias":
         return [
-            Hint("summed-over-positions", summed.format(g="dbias", p="bias"), lambda: (C_out,)),
+            Hint("summed-over-positions", summed.format(g="dbias", p="bias"), lambda: grads()[2].sum(axis=(0, 1))),
             Hint(
                 "summed-over-positions",
                 summed.format(g="dbias", p="bias"),
@@ -337,7 +430,7 @@ def lc_hints(ref: ModuleType, c: LCBackwardCase, what: str) -> list[Hint]:
                 "dbias-layout",
                 "dbias must have the bias's shape (H_out, W_out, C_out); yours is (C_out, H_out, W_out): "
                 "transpose it (dout.sum(axis=0).transpose(1, 2, 0)).",
-                lambda: (C_out, H_out, W_out),
+                lambda: c.dout.sum(axis=0),
             ),
             Hint(
                 "grad-averaged",
@@ -345,14 +438,43 @@ def lc_hints(ref: ModuleType, c: LCBackwardCase, what: str) -> list[Hint]:
                 lambda: grads()[2] / N,
             ),
         ]
-    return []
+    kernel = c.weight.shape[4:]
+    return [
+        Hint("dx-overwritten", OVERWRITTEN_TEXT, lambda: _overwritten_lc_dx(c)),
+        *_window_overwrite_hints(c.dout, lambda i, j, o: c.weight[i, j, o], c.x.shape, kernel, c.stride, 0),
+    ]
+
+
+def _overwritten_lc_dx(c: LCBackwardCase) -> np.ndarray:
+    """The locally-connected dx when each kernel offset's contribution is assigned (=) instead of added."""
+    _, _, H_out, W_out = c.dout.shape
+    kh, kw = c.weight.shape[4:]
+    dx = np.zeros(c.x.shape)
+    for m in range(kh):
+        for q in range(kw):
+            rows = slice(m, m + c.stride * (H_out - 1) + 1, c.stride)
+            cols = slice(q, q + c.stride * (W_out - 1) + 1, c.stride)
+            dx[:, :, rows, cols] = np.einsum("noij,ijoc->ncij", c.dout, c.weight[:, :, :, :, m, q])
+    return dx
 
 
 def check_lc_backward(
-    sub: SubmissionProxy, ref: ModuleType, c: LCBackwardCase, parts: tuple[str, ...] = GRADIENTS, *, x: Any = None
+    sub: SubmissionProxy,
+    ref: ModuleType,
+    c: LCBackwardCase,
+    parts: tuple[str, ...] = GRADIENTS,
+    *,
+    x: Any = None,
+    dout: Any = None,
+    weight: Any = None,
 ) -> Outcome:
-    """Call ``locally_connected2d_backward`` and check the named gradients against the reference."""
-    outcome = sub.locally_connected2d_backward(c.dout, c.x if x is None else x, c.weight, stride=c.stride)
+    """Call ``locally_connected2d_backward`` and check the named gradients (``x``... : views to send)."""
+    outcome = sub.locally_connected2d_backward(
+        c.dout if dout is None else dout,
+        c.x if x is None else x,
+        c.weight if weight is None else weight,
+        stride=c.stride,
+    )
     got = check_gradient_tuple(outcome)
     c64 = c.as_float64()
     expected = ref.locally_connected2d_backward(c64.dout, c64.x, c64.weight, stride=c.stride)
@@ -376,15 +498,17 @@ def test_lc_backward_hand_example(sub: SubmissionProxy, ref: ModuleType) -> None
 @graded("6.2", weight=2)
 @given(case=lc_backward_cases(), data=st.data())
 def test_lc_backward_dweight(sub: SubmissionProxy, ref: ModuleType, case: LCBackwardCase, data: st.DataObject) -> None:
-    """dweight matches the definition for every stride (float32 and views included)"""
-    check_lc_backward(sub, ref, case, ("dweight",), x=data.draw(maybe_views(case.x)))
+    """dweight matches the definition for every stride (float32; C, Fortran, strided, reversed arrays)"""
+    views = {name: data.draw(maybe_views(getattr(case, name))) for name in ("dout", "x", "weight")}
+    check_lc_backward(sub, ref, case, ("dweight",), **views)
 
 
 @graded("6.2", weight=2)
-@given(case=lc_backward_cases())
-def test_lc_backward_dx(sub: SubmissionProxy, ref: ModuleType, case: LCBackwardCase) -> None:
-    """dx matches the definition for every stride (float32 included)"""
-    check_lc_backward(sub, ref, case, ("dx",))
+@given(case=lc_backward_cases(), data=st.data())
+def test_lc_backward_dx(sub: SubmissionProxy, ref: ModuleType, case: LCBackwardCase, data: st.DataObject) -> None:
+    """dx matches the definition for every stride (float32; C, Fortran, strided, reversed arrays)"""
+    views = {name: data.draw(maybe_views(getattr(case, name))) for name in ("dout", "x", "weight")}
+    check_lc_backward(sub, ref, case, ("dx",), **views)
 
 
 @graded("6.2", weight=1)
@@ -403,8 +527,11 @@ def check_identity(
     lc_weight, _ = ref.conv_as_locally_connected(w, None, (H_out, W_out))
     outcome = sub.locally_connected2d_backward(dout, x, lc_weight, stride=stride)
     dweight = check_gradient_tuple(outcome)[1]
+    expected = ref.conv2d_backward(dout, x, w, stride=stride)[1]
+    scale = ref.conv2d_backward(np.abs(dout), np.abs(x), np.abs(w), stride=stride)[1]
     if not isinstance(dweight, np.ndarray) or dweight.shape != lc_weight.shape:
-        summed = isinstance(dweight, np.ndarray) and dweight.shape == w.shape
+        # The conv's own dweight (one filter bank, summed over positions) is the summing mistake.
+        summed = isinstance(dweight, np.ndarray) and reproduces(dweight, expected, 1e-9 * (scale + scale.max()))
         raise outcome.fail(
             f"dweight should be an array of weight's shape {lc_weight.shape}; got {describe_value(dweight)}",
             hint=Hint(
@@ -416,8 +543,6 @@ def check_identity(
             if summed
             else None,
         )
-    expected = ref.conv2d_backward(dout, x, w, stride=stride)[1]
-    scale = ref.conv2d_backward(np.abs(dout), np.abs(x), np.abs(w), stride=stride)[1]
     check_array(
         outcome,
         expected,
@@ -456,6 +581,8 @@ def test_lc_backward_rejects_wrong_dout(sub: SubmissionProxy) -> None:
     """raises ValueError when dout does not have the layer's output shape"""
     x, w = np.ones((1, 1, 4, 4)), np.ones((2, 2, 2, 1, 3, 3))  # the output is 1x2x2x2
     fn = sub.locally_connected2d_backward
+    rng = np.random.default_rng(66)
+    check_accepts(fn, rng.integers(-3, 4, (1, 2, 2, 2)).astype(float), np.arange(16.0).reshape(1, 1, 4, 4), w)
     expect_error(fn, np.ones((1, 2, 4, 4)), x, w, because="the output is 1x2x2x2, not 1x2x4x4")
     expect_error(fn, np.ones((1, 2, 1, 1)), x, w, because="the output is 1x2x2x2, not 1x2x1x1")
     expect_error(fn, np.ones((1, 1, 2, 2)), x, w, because="there are 2 output channels, not 1")
