@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from autograder.grading import GradingReport, grade
-from autograder.tasks import task_by_id
-from tests.corpus import Mutant, all_mutants, mutant_source
+from autograder.tasks import contract_functions, task_by_id
+from tests.corpus import Mutant, all_mutants, mutant_source, with_bodies
 
 
 def scores_by_function(report: GradingReport) -> dict[str, tuple[float, float]]:
@@ -46,6 +46,34 @@ def test_mutants_apply_to_the_current_reference() -> None:
     assert len(names) == len(set(names))
     for mutant in all_mutants():
         mutant_source(mutant)
+
+
+REFUSE = '    raise ValueError("refused")\n'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(False, id="refuses-everything"),
+        pytest.param(True, id="refuses-everything-but-says-equivariant"),
+    ],
+)
+def test_code_that_computes_nothing_scores_zero(answer: bool, tmp_path: Path) -> None:
+    """Every function only raises ValueError, is_shift_equivariant returns a constant: 0 points.
+
+    Each "rejects bad input" test first checks a valid call (check_accepts), and each
+    is_shift_equivariant test has both answers, so refusing everything earns nothing.
+    """
+    bodies = dict.fromkeys(contract_functions(), REFUSE)
+    bodies["is_shift_equivariant"] = f"    return {answer}\n"
+    path = tmp_path / "weight_sharing.py"
+    path.write_text(with_bodies(bodies))
+    report = grade(path, performance=False)
+    assert not report.internal_errors, [t.output for t in report.internal_errors]
+    earned = [f"{t.score:.2f} {t.name}" for t in report.tests if t.score > 0]
+    assert not earned, "\n".join(earned)
+    assert report.score == 0
 
 
 CORRECT = Path(__file__).parent / "corpus" / "correct"

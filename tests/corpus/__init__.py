@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 from autograder.source import SOLUTION_SOURCE, module_text
 
-__all__ = ["Mutant", "all_mutants", "function_lines", "mutant_source", "reference_source", "reference_with"]
+__all__ = [
+    "Mutant",
+    "all_mutants",
+    "function_lines",
+    "mutant_source",
+    "reference_source",
+    "reference_with",
+    "with_bodies",
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,33 @@ def reference_with(function: str, code: str) -> str:
     lines = source.splitlines(keepends=True)
     start, end = function_lines(source, function)
     return "".join(lines[:start]) + code + "".join(lines[end:])
+
+
+def with_bodies(bodies: dict[str, str]) -> str:
+    """The reference with the bodies of some functions replaced (their signatures and docstrings kept).
+
+    Args:
+        bodies: function name -> its new body, indented as a function body (``"    return 0\\n"``).
+
+    Returns:
+        The module's source.
+
+    Raises:
+        ValueError: if the reference has no function of one of those names.
+    """
+    source = reference_source()
+    lines = source.splitlines(keepends=True)
+    nodes = {node.name: node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+    missing = sorted(set(bodies) - set(nodes))
+    if missing:
+        raise ValueError(f"the reference has no functions {missing}")
+    for name in sorted(bodies, key=lambda name: -nodes[name].lineno):  # bottom up: earlier lines keep their numbers
+        node = nodes[name]
+        first = node.body[0]
+        has_docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+        start = (first.end_lineno or first.lineno) if has_docstring else first.lineno - 1
+        lines[start : node.end_lineno] = [bodies[name]]
+    return "".join(lines)
 
 
 def mutant_source(mutant: Mutant) -> str:

@@ -26,8 +26,8 @@ MUTANTS = [
     Mutant(
         "conv2d-no-validation",
         "conv2d",
-        "    if kh > H or kw > W:\n        raise ValueError(f\"kernel of shape",
-        "    if False:\n        raise ValueError(f\"kernel of shape",
+        '    if kh > H or kw > W:\n        raise ValueError(f"kernel of shape',
+        '    if False:\n        raise ValueError(f"kernel of shape',
         mistake="missing-validation",
     ),
     Mutant(
@@ -69,5 +69,29 @@ MUTANTS = [
         "conv2d_layer",
         "    out = np.zeros((N, C_out, H_out, W_out), dtype=np.result_type(x, weight))\n    for m in range(kh):\n        for q in range(kw):\n            # x_pad",
         "    out = np.zeros((N, C_out, H_out, W_out), dtype=np.float16)\n    for m in range(kh):\n        for q in range(kw):\n            # x_pad",
+    ),
+    Mutant(
+        "conv2d-swaps-larger-kernel",
+        "conv2d",
+        '    if kh > H or kw > W:\n        raise ValueError(f"kernel of shape',
+        "    if kh > H and kw > W:  # as scipy.signal.correlate2d: the larger operand slides over the smaller\n"
+        "        return conv2d(kernel, image)[::-1, ::-1]\n"
+        '    if kh > H or kw > W:\n        raise ValueError(f"kernel of shape',
+        mistake="missing-validation",
+    ),
+    Mutant(
+        "conv2d-output-size-swapped",
+        "conv2d",
+        "    H_out, W_out = H - kh + 1, W - kw + 1\n",
+        "    W_out, H_out = H - kh + 1, W - kw + 1\n"
+        "    image = np.pad(image, ((0, H), (0, W)))  # room for the windows that run off the image\n",
+        mistake="output-size-swapped",
+    ),
+    Mutant(
+        "conv2d-square-kernel",
+        "conv2d",
+        "    kh, kw = kernel.shape\n",
+        "    kh = kw = kernel.shape[0]\n",
+        mistake="square-kernel",
     ),
 ]

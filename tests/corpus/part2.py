@@ -168,4 +168,11 @@ MUTANTS = [
         "",
         mistake="wrong-exception",
     ),
+    Mutant(
+        "output-size-float-division",
+        "conv_output_size",
+        "return int((size + 2 * padding - kernel_size) // stride + 1)",
+        "return int((size + 2 * padding - kernel_size) / stride + 1)",
+        mistake="float-division",
+    ),
 ]

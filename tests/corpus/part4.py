@@ -192,4 +192,39 @@ MUTANTS = [
         "return all(equivariance_error(layer, x, dy, dx) < atol for dy, dx in shifts)",
         mistake="strict-inequality",
     ),
+    Mutant(
+        "shift-up-off-by-one",
+        "shift2d",
+        "rows_dst, rows_src = slice(max(dy, 0), H + min(dy, 0)), slice(max(-dy, 0), H - max(dy, 0))",
+        "rows_dst, rows_src = slice(max(dy, 0) + (dy < 0), H + min(dy, 0) + (dy < 0)), slice(max(-dy, 0), H - max(dy, 0))",
+    ),
+    Mutant(
+        "circular-accepts-one-image",
+        "circular_conv2d",
+        "    if x.ndim != 4 or weight.ndim != 4:\n        raise ValueError(\n",
+        "    if x.ndim == 3:  # one image (C, H, W): treat it as a batch of one\n        x = x[None]\n"
+        "    if x.ndim != 4 or weight.ndim != 4:\n        raise ValueError(\n",
+        mistake="missing-validation",
+    ),
+    Mutant(
+        "circular-no-channel-check",
+        "circular_conv2d",
+        "    if weight.shape[1] != x.shape[1]:",
+        "    if False:",
+        mistake="missing-validation",
+    ),
+    Mutant(
+        "circular-no-bias-check",
+        "circular_conv2d",
+        "    if bias is not None and bias.shape != (weight.shape[0],):",
+        "    if False:",
+        mistake="missing-validation",
+    ),
+    Mutant(
+        "circular-bias-broadcasts",
+        "circular_conv2d",
+        "    if bias is not None and bias.shape != (weight.shape[0],):",
+        "    if bias is not None and bias.ndim != 1:",
+        mistake="missing-validation",
+    ),
 ]

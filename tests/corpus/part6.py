@@ -110,4 +110,33 @@ MUTANTS = [
         "    if dout.ndim != 4:\n        raise ValueError",
         mistake="missing-validation",
     ),
+    Mutant(
+        "conv-backward-dx-crop-minus-zero",
+        "conv2d_backward",
+        "return dxp[:, :, padding : padding + H, padding : padding + W], dweight, dbias",
+        "return dxp[:, :, padding:-padding, padding:-padding], dweight, dbias",
+        mistake="dx-crop-minus-zero",
+    ),
+    Mutant(
+        # The naive loop of CS231n's conv_backward_naive, with = where it needs +=.
+        "conv-backward-dx-window-overwritten",
+        "conv2d_backward",
+        '            dxp[:, :, rows, cols] += np.einsum("noij,oc->ncij", dout, weight[:, :, m, q])\n'
+        "    dbias = dout.sum(axis=(0, 2, 3))\n",
+        "    for n in range(N):\n"
+        "        for o in range(C_out):\n"
+        "            for i in range(H_out):\n"
+        "                for j in range(W_out):\n"
+        "                    window = (n, slice(None), slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw))\n"
+        "                    dxp[window] = weight[o] * dout[n, o, i, j]\n"
+        "    dbias = dout.sum(axis=(0, 2, 3))\n",
+        mistake="dx-overwritten",
+    ),
+    Mutant(
+        "lc-backward-dx-overwritten",
+        "locally_connected2d_backward",
+        'dx[:, :, rows, cols] += np.einsum("noij,ijoc->ncij"',
+        'dx[:, :, rows, cols] = np.einsum("noij,ijoc->ncij"',
+        mistake="dx-overwritten",
+    ),
 ]
