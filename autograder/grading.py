@@ -143,6 +143,27 @@ class GradingReport:
         """Tests that broke for a reason that is not the student's."""
         return tuple(test for test in self.tests if test.internal_error)
 
+    def feedback(self) -> list[tuple[str, str]]:
+        """What a student should read, as ``(title, text)``: real failures first, in suite order,
+        then one line per task that is not implemented yet (instead of one per test).
+        """
+        failures = [t for t in self.tests if t.status != "passed" and t.output]
+        real = [(t.name, t.output) for t in failures if t.mistake != "not-implemented"]
+        waiting: dict[str, list[TestResult]] = defaultdict(list)
+        for test in failures:
+            if test.mistake == "not-implemented":
+                waiting[test.task_id].append(test)
+        for task_id, tests in waiting.items():
+            task = task_by_id(task_id)
+            points = sum(t.max_score - t.score for t in tests)
+            real.append(
+                (
+                    f"Task {task.id} {task.function}: not implemented yet",
+                    f"{len(tests)} test(s) worth {points:.2f} points are waiting for {task.function}.",
+                )
+            )
+        return real
+
     def part_scores(self) -> dict[int, tuple[float, float]]:
         """Part number -> (earned, possible)."""
         totals: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])

@@ -50,12 +50,12 @@ def print_report(report: GradingReport, console: Console | None = None, *, show_
             points = f"{test.score:.2f}/{test.max_score:.2f}" if report.mode == "grade" else "-"
             table.add_row(test.name, points, Text(test.status, style=_STATUS_STYLE.get(test.status, "")))
         console.print(table)
-    failed = [test for test in report.tests if test.status != "passed" and test.output]
-    if show_feedback and failed:
+    feedback = report.feedback()
+    if show_feedback and feedback:
         console.rule("Feedback")
-        for test in failed:
-            console.print(Text(test.name, style="bold"))
-            console.print(Text(test.output))
+        for title, text in feedback:
+            console.print(Text(title, style="bold"))
+            console.print(Text(text))
             console.print()
     if report.mode == "grade":
         console.print(
@@ -132,8 +132,9 @@ def feedback_markdown(report: GradingReport) -> str:
         for test in (t for t in report.tests if task_by_id(t.task_id).part == part):
             lines.append(f"| {test.name} | {test.score:.2f}/{test.max_score:.2f} | {test.status} |")
         lines.append("")
-        for test in (
-            t for t in report.tests if task_by_id(t.task_id).part == part and t.status != "passed" and t.output
-        ):
-            lines += [f"**{test.name}**", "", "```", test.output, "```", ""]
+    feedback = report.feedback()
+    if feedback:
+        lines += ["## What to fix first", ""]
+        for title, text in feedback:
+            lines += [f"**{title}**", "", "```", text, "```", ""]
     return "\n".join(lines)

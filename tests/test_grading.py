@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -55,6 +56,18 @@ def test_stubs_score_zero_with_a_clear_message(stub_report: GradingReport) -> No
         assert test.status == "failed", test.name
         assert "is not implemented yet (Task" in test.output, test.output
         assert not test.internal_error
+
+
+def test_feedback_names_each_unimplemented_task_once_after_the_real_failures(stub_report: GradingReport) -> None:
+    tasks = {t.task_id for t in stub_report.tests}
+    feedback = stub_report.feedback()
+    assert len(feedback) == len(tasks), "one line per unimplemented task, not one per test"
+    assert all("not implemented yet" in title for title, _ in feedback)
+    mixed = replace(
+        stub_report,
+        tests=(*stub_report.tests, replace(stub_report.tests[0], name="1.1 conv2d: real", mistake="raised")),
+    )
+    assert mixed.feedback()[0][0] == "1.1 conv2d: real", "a real failure comes before the waiting tasks"
 
 
 def test_results_json_follows_gradescope_format(reference_report: GradingReport) -> None:
