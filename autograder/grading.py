@@ -158,7 +158,7 @@ class GradingReport:
             points = sum(t.max_score - t.score for t in tests)
             real.append(
                 (
-                    f"Task {task.id} {task.function}: not implemented yet",
+                    f"{task.function} is not implemented yet (Task {task.id})",
                     f"{len(tests)} test(s) worth {points:.2f} points are waiting for {task.function}.",
                 )
             )

@@ -49,7 +49,7 @@ from autograder.integrations.nbgrader import (
     graded_tasks,
     source_notebook,
 )
-from autograder.source import BEGIN, END, SourceError, inline_helpers, is_definition_code
+from autograder.source import BEGIN, END, REPO_ROOT, SOLUTION_SOURCE, SourceError, inline_helpers, is_definition_code
 from autograder.submission import PreparedSubmission, notebook_code_cells
 from autograder.tasks import TASKS, contract_functions, task_by_id
 from tests.corpus import all_mutants, mutant_source, reference_source
@@ -63,19 +63,22 @@ STUDENTS = ("correct", "wrong", "stub", "cheater", "hostile")
 #: its own score in the gradebook, prints the installed reference and the hidden tests into its
 #: output (which generate_feedback would hand back), and appends to nbgrader_config.py.
 HOSTILE = """\
-import glob, os, sqlite3
-for db in glob.glob(os.path.join(os.getcwd(), "**", "gradebook.db"), recursive=True) + ["../../../gradebook.db"]:
+import os, sqlite3
+try:
+    with sqlite3.connect({gradebook!r}) as connection:
+        connection.execute("UPDATE grade SET manual_score = 100, auto_score = 100")
+except Exception as problem:
+    print("gradebook:", problem)
+for path in ({solution!r}, {hidden!r}):
     try:
-        with sqlite3.connect(db) as connection:
-            connection.execute("UPDATE grade SET manual_score = 100, auto_score = 100")
-    except Exception as problem:
-        print("gradebook:", problem)
-for pattern in ("/**/solutions/weight_sharing.py", "/**/autograder/hidden_tests/test_part1_convolution.py"):
-    for path in glob.glob(pattern, recursive=True)[:2]:
         print(open(path).read())
-for config in glob.glob(os.path.join(os.getcwd(), "..", "..", "..", "nbgrader_config.py")):
-    with open(config, "a") as handle:
+    except OSError as problem:
+        print("cannot read", path, problem)
+try:
+    with open({config!r}, "a") as handle:
         handle.write("\\nc.SandboxVerdict.enabled = False\\n")
+except OSError as problem:
+    print("cannot write", problem)
 """
 CHEAT = """\
 import numpy as np
@@ -308,10 +311,16 @@ def _cheater(release: NotebookNode) -> NotebookNode:
     return nb
 
 
-def _hostile(release: NotebookNode) -> NotebookNode:
+def _hostile(release: NotebookNode, root: Path) -> NotebookNode:
     nb = _filled(release, mutant_source(next(m for m in all_mutants() if m.name == WRONG)))
     at = next(i for i, cell in enumerate(nb.cells) if _nbgrader_meta(cell).get("grade_id") == "check_helpers")
-    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(HOSTILE))
+    code = HOSTILE.format(
+        gradebook=str(root / "gradebook.db"),
+        solution=str(SOLUTION_SOURCE),
+        hidden=str(REPO_ROOT / "autograder" / "hidden_tests" / "test_part1_convolution.py"),
+        config=str(root / "nbgrader_config.py"),
+    )
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(code))
     return nb
 
 
@@ -353,7 +362,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Course:
         "wrong": _filled(release, mutant_source(mutant)),
         "stub": release,
         "cheater": _cheater(release),
-        "hostile": _hostile(release),
+        "hostile": _hostile(release, root),
     }
     config_before = (root / "nbgrader_config.py").read_bytes()
     for student, nb in submissions.items():
@@ -436,7 +445,7 @@ def test_autograde_scores_are_the_sandbox_verdicts_exactly(course: Course) -> No
     assert course.totals["cheater"] == 0
     wrong = course.scores["wrong"]
     broken = grade_cell_id(task_by_id("1.1"))
-    assert 0 < wrong[broken] < task_by_id("1.1").points
+    assert wrong[broken] < task_by_id("1.1").points  # a flipped kernel: its value-gated checks fail too
     assert {cell: score for cell, score in wrong.items() if cell != broken} == {
         grade_cell_id(task): task.points for task in graded_tasks() if task.id != "1.1"
     }
@@ -461,8 +470,10 @@ def test_student_code_never_runs_with_the_instructors_rights(course: Course) -> 
     texts = [course.feedback["hostile"]] + [
         str(output.get("text", "")) for cell in course.autograded["hostile"].cells for output in cell.get("outputs", [])
     ]
-    for text in texts:  # the reference's solution markers and the hidden tests' decorators
-        assert "BEGIN SOLUTION" not in text and "@graded(" not in text and "graded = pytest.mark" not in text
+    for text in texts:  # the reference file's own header and cell marks, the hidden tests' decorators
+        assert "format_name: percent" not in text and "# %% [markdown]" not in text
+        assert "@graded(" not in text and "graded = pytest.mark" not in text
+    assert any("cannot read" in text for text in texts), "the attempt is visible: the files did not exist for it"
 
 
 @pytest.mark.slow
