@@ -203,10 +203,13 @@ def _probe() -> dict[str, bool]:
     root = os.geteuid() == 0
     bwrap, setpriv = bwrap_executable(), shutil.which("setpriv")
     trial = [*_UNSHARE, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--die-with-parent", "true"]
-    drop = [f"--reuid={_UID_BASE}", f"--regid={_UID_BASE}", "--clear-groups", "true"]
+    drop = [f"--reuid={_UID_BASE}", f"--regid={_UID_BASE}", "--clear-groups"]
     return {
         "namespaces": bool(root and bwrap and setpriv) and _works([bwrap, *trial]),  # type: ignore[list-item]
-        "setpriv": bool(root and setpriv) and _works([setpriv, *drop]),  # type: ignore[list-item]
+        "setpriv": bool(root and setpriv) and _works([setpriv, *drop, "true"]),  # type: ignore[list-item]
+        # uid mode runs the interpreter itself as the sandbox uid, which must be able to: one under a
+        # private folder (pyenv's under /root) cannot be; the namespace modes bind it into their root
+        "uid": bool(root and setpriv) and _works([setpriv, *drop, str(interpreter()), "-I", "-S", "-c", ""]),  # type: ignore[list-item]
         "userns": bool(not root and bwrap) and _works([bwrap, "--unshare-user", *trial]),  # type: ignore[list-item]
     }
 
@@ -231,13 +234,16 @@ def choose_isolation(requested: str = "auto") -> Isolation:
     available: list[Mode] = ["process"]
     if probe["userns"]:
         available.insert(0, "user-namespaces")
-    if probe["setpriv"]:
+    if probe["uid"]:
         available.insert(0, "uid")
-        if probe["namespaces"]:
-            available.insert(0, "full")
+    if probe["setpriv"] and probe["namespaces"]:
+        available.insert(0, "full")
     mode = available[0] if requested == "auto" else requested
     if mode not in available:
-        raise ValueError(f"isolation {mode!r} is not available here (available: {', '.join(available)})")
+        why = ""
+        if mode == "uid" and probe["setpriv"] and not probe["uid"]:
+            why = f"; an unprivileged uid cannot run {interpreter()}: use an interpreter other users can read"
+        raise ValueError(f"isolation {mode!r} is not available here (available: {', '.join(available)}){why}")
     return Isolation(mode, LEVELS[mode])
 
 
