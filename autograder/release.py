@@ -14,7 +14,7 @@ import nbformat
 
 from autograder.source import BEGIN, REPO_ROOT, SOLUTION_SOURCE, is_definition_code, module_text, strip_solutions
 from autograder.submission import EXAMPLE_TAG
-from autograder.tasks import PARTS, TASKS
+from autograder.tasks import ALLOWED_PACKAGES, PARTS, TASKS
 
 __all__ = [
     "PUBLIC_TESTS_SOURCE",
@@ -124,6 +124,7 @@ def _student_readme() -> str:
                 f"| {task.id} | Part {part}: {name} | `{task.function}` — {task.title}{note} | {task.points:g} |"
             )
     total = sum(t.points for t in TASKS if "gpu" not in t.tags)
+    allowed = ", ".join(ALLOWED_PACKAGES)
     return f"""# Problem set: weight sharing in convolutional networks
 
 Open `weight_sharing.ipynb` (or edit `weight_sharing.py`; both hold the same functions) and replace
@@ -144,6 +145,9 @@ problem, what was expected, what you returned, and often a hint naming the mista
 - Keep the function names and argument names: the grader calls them that way.
 - Use NumPy (CuPy is optional for Part 5). Any correct algorithm is accepted; results are compared
   with tolerances scaled to the size of the numbers summed, so float32 and FFT methods pass.
+- The grader runs your code in a sandbox where you may import the standard library and
+  {allowed}, nothing else (CuPy too where the GPU task runs). Rely on no file but your own
+  submission and on no network: neither is there for your code.
 - Do not modify the input arrays.
 - Printing is fine; the grader keeps the first few kilobytes of what you print.
 

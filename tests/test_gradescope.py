@@ -248,7 +248,7 @@ def test_a_failing_grader_still_leaves_score_zero_and_a_message(bundle: Path, tm
     if failure == "grader-crashes":
         (root / "source" / "autograder" / "grading.py").write_text('raise RuntimeError("a bug in the grader")\n')
     elif failure == "grader-hangs":
-        hanging = 'if [ "$1" = "-m" ]; then exec sleep 120; fi\n' + f'exec "{sys.executable}" "$@"\n'
+        hanging = 'case " $* " in *" -m autograder "*) exec sleep 120 ;; esac\n' + f'exec "{sys.executable}" "$@"\n'
         variables = {"WSGRADE_VENV": str(fake_python(tmp_path / "venv", hanging)), "WSGRADE_TIME_LIMIT": "3"}
     else:
         variables = {"WSGRADE_VENV": str(tmp_path / "no-venv")}
