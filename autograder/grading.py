@@ -317,9 +317,7 @@ def course_files(submission: PreparedSubmission, extra: tuple[Path, ...] = ()) -
     paths = [Path(autograder.__file__).resolve().parent, SOLUTION_SOURCE.parent, *extra]
     keep = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
     if (REPO_ROOT / "pyproject.toml").is_file():
-        for child in REPO_ROOT.iterdir():
-            if not any(k == child.resolve() or child.resolve() in k.parents for k in keep):
-                paths.append(child)
+        paths += list(REPO_ROOT.iterdir())  # the venv among them is kept by the filter below
     origin = Path(submission.origin)
     if origin.exists():
         paths.append(origin.resolve().parent)

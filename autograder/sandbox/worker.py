@@ -31,9 +31,7 @@ except ImportError:  # the worker's own root: the copies beside this file
     import layers  # type: ignore[no-redef]
     import wire  # type: ignore[no-redef]
 
-Unsupported = wire.Unsupported  # where older importers look for it (autograder.sandbox.wire is its home)
-
-__all__ = ["Unsupported", "main"]
+__all__ = ["main"]
 
 
 class _BoundedText(io.TextIOBase):
@@ -71,6 +69,7 @@ def _exception_record(exc: BaseException, filename_prefix: str) -> dict[str, Any
         message = str(exc)
     except Exception:  # a hostile __str__
         message = "<the exception's message could not be shown>"
+    frames: list[traceback.FrameSummary] = []
     try:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(filename_prefix)]
         lines = "".join(traceback.format_list(frames[-5:]))
@@ -81,7 +80,7 @@ def _exception_record(exc: BaseException, filename_prefix: str) -> dict[str, Any
         "mro": [cls.__name__[:200] for cls in type(exc).__mro__][:20],
         "message": message[:4000],
         "traceback": lines[-4000:],
-        "line": next((f.lineno for f in reversed(frames) if f.lineno), None) if lines else None,
+        "line": next((f.lineno for f in reversed(frames) if f.lineno), None),
     }
 
 
