@@ -231,9 +231,11 @@ class StudentFunction:
                 self.proxy.stuck[self.name] = text  # the rest of this test is not retried
             raise CheckFailed(text, mistake="timeout" if isinstance(problem, CallTimeout) else "crash") from None
         except FunctionMissing:
+            reason = self.proxy.missing.get(self.name)
             raise CheckFailed(
-                f"Your code defines no function named {self.name}. Keep the names of the starter file: the grader "
-                "calls each function by its name.",
+                reason
+                or f"Your code defines no function named {self.name}. Keep the names of the starter file: the "
+                "grader calls each function by its name.",
                 mistake="missing-function",
             ) from None
         except (SubmissionDoesNotLoad, GradingBudgetExceeded) as problem:
@@ -277,11 +279,13 @@ class SubmissionProxy:
     Args:
         sandbox: the sandbox running the submission.
         reference: the reference module, whose signatures give the contract's parameter names.
+        missing: why a function is missing, by name (a notebook cell that raised defining it).
     """
 
-    def __init__(self, sandbox: Sandbox, reference: ModuleType) -> None:
+    def __init__(self, sandbox: Sandbox, reference: ModuleType, *, missing: dict[str, str] | None = None) -> None:
         self.sandbox = sandbox
         self.reference = reference
+        self.missing = missing or {}
         self.stuck: dict[str, str] = {}
         self.crashes: dict[str, int] = {}
 
@@ -446,6 +450,13 @@ def check_float(outcome: Outcome, expected: float, *, tolerance: float, what: st
         raise outcome.fail(f"expected {what}: {expected:.6g}\ngot: {got:.6g} (allowed error {tolerance:.1g})")
 
 
+#: Why a no-mutation test fails when the inputs were left alone but the answer is wrong.
+UNCHANGED_FIRST = (
+    "{function} left its input arrays unchanged, as it should. This test counts only when {function} also "
+    "returns the right answer, and here it did not:"
+)
+
+
 def check_no_mutation(outcome: Outcome) -> None:
     """Fail when the call modified any of its array arguments in place, or returned a wrong answer.
 
@@ -462,7 +473,13 @@ def check_no_mutation(outcome: Outcome) -> None:
             "work on a copy (e.g. np.pad or x.copy()) or build a new output array.",
             mistake="mutates-input",
         )
-    check_matches_reference(outcome)
+    try:
+        check_matches_reference(outcome)
+    except CheckFailed as failed:
+        if failed.mistake == "not-implemented":
+            raise
+        message = f"{UNCHANGED_FIRST.format(function=outcome.function)}\n{failed.message}"
+        raise CheckFailed(message, hint=failed.hint, mistake=failed.mistake, gated=True) from None
 
 
 def check_matches_reference(outcome: Outcome) -> None:
@@ -525,7 +542,7 @@ def check_accepts(function: StudentFunction, *args: Any, **kwargs: Any) -> None:
         if failed.mistake == "not-implemented":
             raise
         message = f"{ACCEPTS_FIRST.format(function=function.name)}\n{failed.message}"
-        raise CheckFailed(message, hint=failed.hint, mistake=failed.mistake) from None
+        raise CheckFailed(message, hint=failed.hint, mistake=failed.mistake, gated=True) from None
 
 
 def expect_error(function: StudentFunction, *args: Any, because: str, error: str = "ValueError", **kwargs: Any) -> None:

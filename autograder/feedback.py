@@ -30,15 +30,24 @@ class CheckFailed(AssertionError):
         hint: a plain-words hint naming the recognised mistake, if any.
         mistake: a short id of the recognised mistake (for the class report), if any.
         fraction: the share of the test's points still earned (partial credit, e.g. a speed band).
+        gated: the property the test checks held (it rejected bad input, it left its inputs alone),
+            but the test counts only when the function's answer is right too, and it was not.
     """
 
     def __init__(
-        self, message: str, *, hint: str | None = None, mistake: str | None = None, fraction: float = 0.0
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        mistake: str | None = None,
+        fraction: float = 0.0,
+        gated: bool = False,
     ) -> None:
         self.message = message
         self.hint = hint
         self.mistake = mistake
         self.fraction = min(max(fraction, 0.0), 1.0)
+        self.gated = gated
         super().__init__(self.feedback)
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ from autograder.tasks import ALLOWED_PACKAGES, GPU_PACKAGES, HIDDEN_VISIBILITY, 
 __all__ = [
     "GPU_KEY",
     "HIDDEN_TESTS",
+    "MISSING_KEY",
     "SANDBOX_KEY",
     "GpuUnavailable",
     "GradingReport",
@@ -52,6 +54,8 @@ __all__ = [
 HIDDEN_TESTS = Path(__file__).resolve().parent / "hidden_tests"
 SANDBOX_KEY = pytest.StashKey[Sandbox]()
 GPU_KEY = pytest.StashKey[str]()
+#: Why a contract function is missing, by name (a cell that raised while defining it), for the tests.
+MISSING_KEY = pytest.StashKey[dict[str, str]]()
 _OUTPUT_LIMIT = 6000
 _CELL_ERRORS_SHOWN = 10
 
@@ -72,6 +76,8 @@ class TestResult:
         mistake: the id of the recognised mistake, if any.
         internal_error: True when the test itself broke (a grader bug, not the student's fault).
         seconds: how long it ran.
+        gated: failed only because the function's answer was wrong, though what the test checks
+            held (a rejection test whose valid call was wrong; inputs left alone, answer wrong).
     """
 
     __test__ = False  # not a pytest test class
@@ -87,6 +93,7 @@ class TestResult:
     mistake: str | None = None
     internal_error: bool = False
     seconds: float = 0.0
+    gated: bool = False
 
     def to_gradescope(self) -> dict[str, Any]:
         """This test in Gradescope's ``results.json`` format."""
@@ -145,14 +152,47 @@ class GradingReport:
 
     def feedback(self) -> list[tuple[str, str]]:
         """What a student should read, as ``(title, text)``: real failures first, in suite order,
-        then one line per task that is not implemented yet (instead of one per test).
+        then one entry per task that is missing or not implemented yet (instead of one per test),
+        and one for the tests that count only once a function's answers are right.
         """
         failures = [t for t in self.tests if t.status != "passed" and t.output]
-        real = [(t.name, t.output) for t in failures if t.mistake != "not-implemented"]
+        absent = ("not-implemented", "missing-function")  # one line per task, not one per test
+        wrong_tasks = {t.task_id for t in failures if not t.gated and t.mistake not in absent}
+        real = [
+            (t.name, t.output)
+            for t in failures
+            if t.mistake not in absent and not (t.gated and t.task_id in wrong_tasks)
+        ]
         waiting: dict[str, list[TestResult]] = defaultdict(list)
+        missing: dict[str, list[TestResult]] = defaultdict(list)
+        gated: dict[str, list[TestResult]] = defaultdict(list)
         for test in failures:
             if test.mistake == "not-implemented":
                 waiting[test.task_id].append(test)
+            elif test.mistake == "missing-function":
+                missing[test.task_id].append(test)
+            elif test.gated and test.task_id in wrong_tasks:
+                gated[test.task_id].append(test)
+        for task_id, tests in missing.items():
+            task = task_by_id(task_id)
+            points = sum(t.max_score - t.score for t in tests)
+            real.append(
+                (
+                    f"{task.function} is missing (Task {task.id})",
+                    f"{tests[0].output}\n{len(tests)} test(s) worth {points:.2f} points are waiting for it.",
+                )
+            )
+        for task_id, tests in gated.items():  # shown once, after the failures that explain them
+            task = task_by_id(task_id)
+            points = sum(t.max_score - t.score for t in tests)
+            checks = "; ".join(t.name.partition(": ")[2] for t in tests)
+            real.append(
+                (
+                    f"{task.function}: {len(tests)} more test(s) wait for right answers (Task {task.id})",
+                    f"These tests ({checks}) count only when {task.function}'s answers are right, and some above "
+                    f"are not. Fix those first; these {points:.2f} points are then judged too.",
+                )
+            )
         for task_id, tests in waiting.items():
             task = task_by_id(task_id)
             points = sum(t.max_score - t.score for t in tests)
@@ -367,13 +407,17 @@ class _Record:
     internal_error: bool
     seconds: float
     fraction: float = 0.0
+    gated: bool = False
 
 
 class _Collector:
     """A pytest plugin that records each graded test's verdict and hands the sandbox to the tests."""
 
-    def __init__(self, sandbox: Sandbox, public_only: bool, performance: bool, gpu: str) -> None:
+    def __init__(
+        self, sandbox: Sandbox, public_only: bool, performance: bool, gpu: str, missing: dict[str, str]
+    ) -> None:
         self.sandbox = sandbox
+        self.missing = missing
         self.public_only = public_only
         self.performance = performance
         self.gpu = gpu
@@ -385,6 +429,7 @@ class _Collector:
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[SANDBOX_KEY] = self.sandbox
         config.stash[GPU_KEY] = self.gpu
+        config.stash[MISSING_KEY] = self.missing
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         # Ctrl-C or SIGTERM raise KeyboardInterrupt itself; pytest's own Session.Interrupted (a
@@ -433,7 +478,7 @@ class _Collector:
         if callspec is not None:
             doc += f" [{callspec.id}]"
         tags = tuple(dict.fromkeys((task.function, *marker.kwargs.get("also", ()), *task.tags)))
-        status, output, mistake, internal, fraction = "passed", "", None, False, 0.0
+        status, output, mistake, internal, fraction, gated = "passed", "", None, False, 0.0, False
         notes = [str(value) for key, value in report.user_properties if key == "feedback"]
         if report.passed:
             output = "\n".join(notes)
@@ -447,6 +492,7 @@ class _Collector:
             verdict = _find_check_failed(call.excinfo.value if call.excinfo else None)
             if verdict is not None:
                 output, mistake, fraction = verdict.feedback, verdict.mistake, verdict.fraction
+                gated = verdict.gated
             else:
                 internal = True
                 error = call.excinfo.value if call.excinfo else None
@@ -469,7 +515,52 @@ class _Collector:
             internal,
             report.duration,
             fraction,
+            gated,
         )
+
+
+_WHOLE_CELL_LOST = ("SyntaxError", "IndentationError", "TabError")
+
+
+def _cell_problem(error: dict[str, Any]) -> str:
+    """``"a SyntaxError at line 3: invalid syntax, so none of it ran"``, from a worker's cell error."""
+    kind = str(error.get("type"))[:100]
+    line = error.get("line")
+    where = f" at line {line}" if isinstance(line, int) else ""
+    consequence = "so none of it ran" if kind in _WHOLE_CELL_LOST else "so it stopped there"
+    return f"a {kind}{where}: {str(error.get('message'))[:200]}, {consequence}"
+
+
+def _cell_label(submission: PreparedSubmission, error: dict[str, Any]) -> str:
+    index = error.get("cell")  # 1-based among the code cells, as the worker counts
+    return submission.cell_label(index - 1) if isinstance(index, int) else "a cell"
+
+
+def _describe_cell_error(submission: PreparedSubmission, error: dict[str, Any]) -> str:
+    """One line of the report about a notebook cell that raised while the submission loaded."""
+    return f"notebook {_cell_label(submission, error)} raised {_cell_problem(error)}"
+
+
+_DEFINITION = r"^(?:async[ \t]+)?def[ \t]+{name}[ \t]*\("
+
+
+def _missing_reasons(
+    submission: PreparedSubmission, missing: list[str], cell_errors: list[dict[str, Any]]
+) -> dict[str, str]:
+    """For each missing function that a failing notebook cell tried to define, say so."""
+    reasons = {}
+    for error in cell_errors:
+        index = error.get("cell")
+        if not isinstance(index, int) or not 0 < index <= len(submission.cells):
+            continue
+        code = submission.cells[index - 1]
+        for name in missing:
+            if name not in reasons and re.search(_DEFINITION.format(name=re.escape(name)), code, re.MULTILINE):
+                reasons[name] = (
+                    f"{name} is not defined: it is written in notebook {_cell_label(submission, error)}, which "
+                    f"raised {_cell_problem(error)}. Fix that cell; every test of {name} waits for it."
+                )
+    return reasons
 
 
 @contextlib.contextmanager
@@ -488,9 +579,16 @@ def _hypothesis_home() -> Iterator[None]:
 
 
 def _run_pytest(
-    sandbox: Sandbox, *, public_only: bool, performance: bool, gpu: str, select: str | None, pytest_args: list[str]
+    sandbox: Sandbox,
+    missing_reasons: dict[str, str],
+    *,
+    public_only: bool,
+    performance: bool,
+    gpu: str,
+    select: str | None,
+    pytest_args: list[str],
 ) -> tuple[_Collector, str]:
-    collector = _Collector(sandbox, public_only, performance, gpu)
+    collector = _Collector(sandbox, public_only, performance, gpu, missing_reasons)
     args = [
         str(HIDDEN_TESTS),
         "-c",
@@ -552,6 +650,7 @@ def grade_prepared(
     limits = limits or Limits()
     notes = list(submission.notes)
     exposure = submission_exposure(gpu)
+    missing_reasons: dict[str, str] = {}
     with Sandbox(
         submission, contract_functions(), limits, exposure=exposure, hide=course_files(submission, hide)
     ) as sandbox:
@@ -561,10 +660,8 @@ def grade_prepared(
             if missing:
                 notes.append("not defined in your code: " + ", ".join(missing))
             for error in cell_errors[:_CELL_ERRORS_SHOWN]:
-                notes.append(
-                    f"notebook cell {error.get('cell')} raised {str(error.get('type'))[:100]}: "
-                    f"{str(error.get('message'))[:200]} (ignored)"
-                )
+                notes.append(_describe_cell_error(submission, error))
+            missing_reasons = _missing_reasons(submission, missing, cell_errors)
             if len(cell_errors) > _CELL_ERRORS_SHOWN:
                 notes.append(f"... and {len(cell_errors) - _CELL_ERRORS_SHOWN} more notebook cells raised (ignored)")
             if printed.strip():
@@ -575,6 +672,7 @@ def grade_prepared(
             notes.append(f"Your code could not be loaded, so no test could pass: {problem}")
         collector, log = _run_pytest(
             sandbox,
+            missing_reasons,
             public_only=public_only,
             performance=performance,
             gpu=gpu,
@@ -604,6 +702,7 @@ def grade_prepared(
                 record.mistake,
                 record.internal_error,
                 record.seconds,
+                record.gated,
             )
         )
     tests = _apply_forfeits(tests)

@@ -124,6 +124,8 @@ def _student_readme() -> str:
                 f"| {task.id} | Part {part}: {name} | `{task.function}` — {task.title}{note} | {task.points:g} |"
             )
     total = sum(t.points for t in TASKS if "gpu" not in t.tags)
+    gpu_points = sum(t.points for t in TASKS if "gpu" in t.tags)
+    timed = sum(t.points for t in TASKS if "performance" in t.tags or "gpu" in t.tags)
     allowed = ", ".join(ALLOWED_PACKAGES)
     return f"""# Problem set: weight sharing in convolutional networks
 
@@ -152,6 +154,11 @@ problem, what was expected, what you returned, and often a hint naming the mista
 - Printing is fine; the grader keeps the first few kilobytes of what you print.
 
 ## Rubric ({total:g} points)
+
+The total is {total:g} points where the grader has no GPU, as on Gradescope: Task 5.3 is then
+reported as skipped with 0 possible points. Where it has one, Task 5.3 adds {gpu_points:g} and the total is
+{total + gpu_points:g}. Graded in nbgrader or otter, the timed tasks ({timed:g} points) are left out and the
+total is {total + gpu_points - timed:g}.
 
 | task | part | function | points |
 |---|---|---|---|

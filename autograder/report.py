@@ -32,23 +32,29 @@ def print_report(report: GradingReport, console: Console | None = None, *, show_
     """
     console = console or Console()
     title = "Self-check (public tests only)" if report.mode == "check" else "Grading report"
-    console.print(f"[bold]{title}[/bold] for {report.origin}")
+    console.print(Text.assemble((title, "bold"), " for ", report.origin))
     if report.output:
         console.print(Text(report.output), style="dim")
     by_part: dict[int, list] = {}
     for test in report.tests:
         by_part.setdefault(task_by_id(test.task_id).part, []).append(test)
+    graded = report.mode == "grade"
     for part, tests in sorted(by_part.items()):
-        earned, possible = report.part_scores()[part]
-        table = Table(
-            title=f"Part {part}: {PARTS[part]}  ({earned:g}/{possible:g})", title_justify="left", expand=False
-        )
+        if graded:
+            earned, possible = report.part_scores()[part]
+            summary = f"{earned:g} of {possible:g} points"
+        else:  # the self-check awards no points: count the passing tests
+            summary = f"{sum(t.status == 'passed' for t in tests)} of {len(tests)} public tests pass"
+        console.print(Text(f"Part {part}: {PARTS[part]} ({summary})", style="bold"))  # as wide as the line
+        table = Table(expand=False)
         table.add_column("test")
-        table.add_column("points", justify="right")
+        if graded:
+            table.add_column("points", justify="right")
         table.add_column("status")
         for test in tests:
-            points = f"{test.score:.2f}/{test.max_score:.2f}" if report.mode == "grade" else "-"
-            table.add_row(test.name, points, Text(test.status, style=_STATUS_STYLE.get(test.status, "")))
+            points = [f"{test.score:.2f}/{test.max_score:.2f}"] if graded else []
+            # Names are plain text: a test id like "[cifar-first-layer]" is not Rich markup.
+            table.add_row(Text(test.name), *points, Text(test.status, style=_STATUS_STYLE.get(test.status, "")))
         console.print(table)
     feedback = report.feedback()
     if show_feedback and feedback:
@@ -124,7 +130,7 @@ def feedback_markdown(report: GradingReport) -> str:
         lines += ["```", report.output, "```", ""]
     for part, (earned, possible) in report.part_scores().items():
         lines += [
-            f"## Part {part}: {PARTS[part]} ({earned:g}/{possible:g})",
+            f"## Part {part}: {PARTS[part]} ({earned:g} of {possible:g} points)",
             "",
             "| test | points | status |",
             "|---|---|---|",

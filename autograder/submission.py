@@ -19,14 +19,17 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 __all__ = [
     "EXAMPLE_TAG",
     "MAX_SOURCE_BYTES",
     "PreparedSubmission",
     "SubmissionError",
+    "code_cells",
     "load_submission",
     "notebook_code_cells",
 ]
@@ -58,6 +61,8 @@ class PreparedSubmission:
         notes: what the loader did that the student should know (shown in the report).
         skip_cells: indices into ``cells`` that the worker does not run: the release's worked
             examples and figures, which only demonstrate the student's functions.
+        cell_numbers: for a notebook, each cell's position among all the notebook's cells
+            (1-based, as a student counts in Jupyter); empty for a module.
     """
 
     kind: str
@@ -67,6 +72,12 @@ class PreparedSubmission:
     sha256: str
     notes: tuple[str, ...] = field(default=())
     skip_cells: tuple[int, ...] = field(default=())
+    cell_numbers: tuple[int, ...] = field(default=())
+
+    def cell_label(self, index: int) -> str:
+        """How messages name the code cell ``cells[index]``: ``"cell 22"``, Jupyter's count."""
+        number = self.cell_numbers[index] if 0 <= index < len(self.cell_numbers) else index + 1
+        return f"cell {number}"
 
 
 def _read_regular_file(path: Path) -> bytes:
@@ -137,7 +148,11 @@ EXAMPLE_TAG = "wsgrade-example"
 
 
 def notebook_code_cells(
-    text: str, *, name: str = "weight_sharing.ipynb", examples: list[int] | None = None
+    text: str,
+    *,
+    name: str = "weight_sharing.ipynb",
+    examples: list[int] | None = None,
+    positions: list[int] | None = None,
 ) -> tuple[tuple[str, ...], int]:
     """Extract the code cells of a notebook, without shell or magic lines.
 
@@ -146,6 +161,8 @@ def notebook_code_cells(
         name: the file name, for messages.
         examples: if given, receives the indices (into the returned cells) of the release's worked
             examples (cells tagged ``EXAMPLE_TAG`` that define no function or class).
+        positions: if given, receives each returned cell's position among all the notebook's cells
+            (1-based, markdown included: the number a student counts to in Jupyter).
 
     Returns:
         ``(cells, removed)``: the code of each code cell, and how many lines were removed
@@ -159,9 +176,20 @@ def notebook_code_cells(
         cells = notebook["cells"]
     except (json.JSONDecodeError, KeyError, TypeError) as problem:
         raise SubmissionError(f"{name} is not a valid Jupyter notebook ({problem}); {_EXPECTED}") from None
+    return code_cells(cells if isinstance(cells, list) else [], examples=examples, positions=positions)
+
+
+def code_cells(
+    cells: Sequence[Any], *, examples: list[int] | None = None, positions: list[int] | None = None
+) -> tuple[tuple[str, ...], int]:
+    """The code of a notebook's code cells (parsed cells: dicts or nbformat nodes).
+
+    Shell and magic lines become empty lines, so that line numbers in tracebacks match the cell
+    the student sees. See :func:`notebook_code_cells` for the arguments and the result.
+    """
     codes: list[str] = []
     removed = 0
-    for cell in cells if isinstance(cells, list) else []:
+    for position, cell in enumerate(cells, 1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
@@ -170,13 +198,15 @@ def notebook_code_cells(
         if lines and lines[0].lstrip().startswith("%%"):
             removed += len(lines)
             continue
-        kept = [line for line in lines if not _MAGIC.match(line)]
-        removed += len(lines) - len(kept)
+        kept = ["" if _MAGIC.match(line) else line for line in lines]
+        removed += sum(1 for line in lines if _MAGIC.match(line))
         code = "\n".join(kept) + "\n"
         metadata = cell.get("metadata")
         tags = metadata.get("tags", []) if isinstance(metadata, dict) else []
         if examples is not None and isinstance(tags, list) and EXAMPLE_TAG in tags and not _defines_something(code):
             examples.append(len(codes))
+        if positions is not None:
+            positions.append(position)
         codes.append(code)
     return tuple(codes), removed
 
@@ -193,15 +223,16 @@ def _defines_something(code: str) -> bool:
 def _prepare_file(path: Path, origin: str, notes: list[str]) -> PreparedSubmission:
     text = _read_text(path)
     examples: list[int] = []
+    positions: list[int] = []
     if path.suffix == ".ipynb":
-        cells, removed = notebook_code_cells(text, name=path.name, examples=examples)
+        cells, removed = notebook_code_cells(text, name=path.name, examples=examples, positions=positions)
         if removed:
             notes.append(f"{removed} shell/magic line(s) (starting with ! or %) were not run")
         kind, filename = "cells", "weight_sharing.ipynb"
     else:
         cells, kind, filename = (text,), "module", "weight_sharing.py"
     digest = hashlib.sha256("\0".join(cells).encode()).hexdigest()
-    return PreparedSubmission(kind, cells, filename, origin, digest, tuple(notes), tuple(examples))
+    return PreparedSubmission(kind, cells, filename, origin, digest, tuple(notes), tuple(examples), tuple(positions))
 
 
 def _stub_count(path: Path) -> int:

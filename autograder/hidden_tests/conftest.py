@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from autograder.checks import SubmissionProxy
-from autograder.grading import GPU_KEY, SANDBOX_KEY
+from autograder.grading import GPU_KEY, MISSING_KEY, SANDBOX_KEY
 from autograder.reference import load_reference
 from autograder.sandbox.client import Limits, Sandbox
 from autograder.source import SOLUTION_SOURCE, module_text
@@ -55,7 +55,7 @@ def ref() -> ModuleType:
 def sub(request: pytest.FixtureRequest, ref: ModuleType) -> Iterator[SubmissionProxy]:
     sandbox = request.config.stash.get(SANDBOX_KEY, None)
     if sandbox is not None:
-        yield SubmissionProxy(sandbox, ref)
+        yield SubmissionProxy(sandbox, ref, missing=request.config.stash.get(MISSING_KEY, {}))
         return
     path = request.config.getoption("--submission")
     if not path:

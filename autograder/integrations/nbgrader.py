@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -56,7 +55,7 @@ from autograder.grading import GradingReport, grade_prepared, require_file_prote
 from autograder.release import solution_notebook
 from autograder.sandbox.client import Limits
 from autograder.source import SHELL_LINE, SourceError, inline_helpers, solution_regions
-from autograder.submission import PreparedSubmission, notebook_code_cells
+from autograder.submission import PreparedSubmission, code_cells
 from autograder.tasks import TASKS, Task
 
 __all__ = [
@@ -551,16 +550,19 @@ def notebook_submission(nb: NotebookNode, *, origin: str, sources: dict[int, str
         The submission, ready for :func:`autograder.grading.grade_prepared`.
     """
     sources = sources or {}
+    # Test cells stay in the list as empty raw cells, so that cells keep the numbers Jupyter shows.
     kept = [
-        {"cell_type": cell.cell_type, "source": sources.get(index, cell.source), "metadata": dict(cell.metadata)}
+        {"cell_type": "raw", "source": "", "metadata": {}}
+        if _is_test_cell(cell)
+        else {"cell_type": cell.cell_type, "source": sources.get(index, cell.source), "metadata": dict(cell.metadata)}
         for index, cell in enumerate(nb.cells)
-        if not _is_test_cell(cell)
     ]
     examples: list[int] = []
-    cells, removed = notebook_code_cells(json.dumps({"cells": kept}), name=NOTEBOOK, examples=examples)
+    positions: list[int] = []
+    cells, removed = code_cells(kept, examples=examples, positions=positions)
     notes = (f"{removed} shell/magic line(s) (starting with ! or %) were not run",) if removed else ()
     digest = hashlib.sha256("\0".join(cells).encode()).hexdigest()
-    return PreparedSubmission("cells", cells, NOTEBOOK, origin, digest, notes, tuple(examples))
+    return PreparedSubmission("cells", cells, NOTEBOOK, origin, digest, notes, tuple(examples), tuple(positions))
 
 
 def _verdict_outputs(task: Task, report: GradingReport, notes: str, execution_count: int | None) -> list[NotebookNode]:

@@ -449,6 +449,7 @@ class Sandbox:
                 "cells": list(self.submission.cells),
                 "filename": self.submission.filename,
                 "skip": list(self.submission.skip_cells),
+                "labels": [self.submission.cell_label(i) for i in range(len(self.submission.cells))],
             },
             "functions": list(self.functions),
             "output_limit": self.limits.output_chars,

@@ -101,15 +101,17 @@ def _load_submission(spec: dict[str, Any], module: Any, skip: set[int]) -> list[
     for number, code in enumerate(spec["cells"]):
         if number in skip:
             continue
-        filename = spec["filename"] if spec["kind"] == "module" else f"{spec['filename']} [cell {number + 1}]"
+        labels = spec.get("labels") or []
+        label = labels[number] if number < len(labels) else f"cell {number + 1}"
+        filename = spec["filename"] if spec["kind"] == "module" else f"{spec['filename']} [{label}]"
         try:
             exec(compile(code, filename, "exec"), module.__dict__)
         except BaseException as exc:
             if spec["kind"] == "module":
                 raise
             record = _exception_record(exc, spec["filename"])
-            if isinstance(exc, SyntaxError):
-                record["line"] = exc.lineno
+            if isinstance(exc, SyntaxError):  # its str() repeats the file and line: keep the message
+                record["line"], record["message"] = exc.lineno, str(exc.msg)[:4000]
             errors.append({"cell": number + 1, **record})
     return errors
 
