@@ -1,13 +1,19 @@
 """Grading a whole class: ``wsgrade grade-all`` with a durable SQLite gradebook.
 
 Each entry of the submissions folder is one student (a file, a folder or a zip; its name is the
-student id). For each student the grader writes ``students/<id>/results.json`` and
-``feedback.md`` (atomically), then records the grading in ``gradebook.sqlite`` in **one
-transaction**; that row is what marks the student as done. Killed at any moment and started
-again, grade-all regrades only the students without a row for their current content, so there are
-no duplicate rows and no half-written files. ``grades.csv`` is rebuilt from the gradebook at the
-end. Each student is graded in a worker process of a pool (``--jobs``), each of which runs its own
-sandbox for the student's code.
+student id). The ``grade-all`` process is the **coordinator** and the only writer of the output
+folder: it reads each entry, hands the loaded code to a grading process, and from the
+:class:`GradingOutcome` that comes back (plain, picklable data around a
+:class:`~autograder.grading.GradingReport`) writes ``students/<id>/results.json``,
+``feedback.md`` and ``submission.py`` (atomically), then records the grading in
+``gradebook.sqlite`` in **one transaction**; that row is what marks the student as done. Killed at
+any moment and started again, grade-all regrades only the students without a row for their
+current content and grading options, so there are no duplicate rows and no half-written files.
+``grades.csv`` is rebuilt from the gradebook at the end.
+
+The gradings run in a local pool of processes (``jobs``) or on a Dask cluster
+(``cluster``, see :mod:`autograder.cluster`); either way each grading runs its own sandbox for the
+student's code, and the row says which worker and which isolation graded it.
 """
 
 from __future__ import annotations
@@ -16,34 +22,55 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
+import socket
 import sqlite3
 import statistics
+import sys
+import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from autograder import __version__
 from autograder.sandbox.client import Limits
 from autograder.tasks import PARTS
 
+if TYPE_CHECKING:
+    from autograder.grading import GradingReport
+    from autograder.submission import PreparedSubmission
+
 __all__ = [
+    "POOL_DEATHS_ALLOWED",
+    "BatchProgress",
     "BatchSummary",
     "ClassReport",
+    "Engine",
+    "EngineState",
+    "FinishedGrading",
+    "GradingJob",
+    "GradingOptions",
+    "GradingOutcome",
+    "JobLoader",
+    "Status",
     "class_report",
     "entry_digest",
     "grade_all",
     "list_entries",
+    "lost_outcome",
     "open_gradebook",
 ]
+
+Status = Literal["graded", "not-a-submission", "grader-error"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gradings (
@@ -73,12 +100,24 @@ CREATE TABLE IF NOT EXISTS test_results (
 );
 CREATE INDEX IF NOT EXISTS test_results_by_grading ON test_results(grading_id);
 """
+#: Schema changes after the first gradebooks, in order; ``PRAGMA user_version`` counts those applied.
+#: Only ever append: a gradebook of an older wsgrade is brought up to date when it is opened.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        # who graded it: "<hostname> <dask worker address>" or "<hostname> pid <pid>"; empty for old rows
+        "ALTER TABLE gradings ADD COLUMN worker TEXT NOT NULL DEFAULT ''",
+        # the sandbox's isolation mode (full, uid, user-namespaces, process); empty when nothing ran
+        "ALTER TABLE gradings ADD COLUMN isolation TEXT NOT NULL DEFAULT ''",
+        # GradingOptions.fingerprint(): a grading counts as current only for the same options
+        "ALTER TABLE gradings ADD COLUMN options TEXT NOT NULL DEFAULT ''",
+    ),
+)
 _HASH_LIMIT = 64 * 1024 * 1024  # bytes hashed per file; beyond it only the size counts
 _ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def open_gradebook(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) a gradebook; WAL mode so a reader never sees half a student.
+    """Open (creating or migrating if needed) a gradebook; WAL mode so a reader never sees half a student.
 
     Args:
         path: the ``.sqlite`` file.
@@ -90,6 +129,13 @@ def open_gradebook(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
     connection.executescript(_SCHEMA)
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    if version < len(_MIGRATIONS):
+        with connection:  # one transaction: a gradebook is migrated entirely or not at all
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
     return connection
 
 
@@ -138,81 +184,363 @@ def entry_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _grade_one(student: str, path: str, limits: Limits, out_dir: str, performance: bool) -> dict[str, Any]:
-    """Grade one student in a pool process; write their files; return plain data for the gradebook."""
-    from autograder.grading import grade
-    from autograder.report import feedback_markdown, write_json_atomic, write_text_atomic
-    from autograder.similarity import write_submitted_code
-    from autograder.submission import SubmissionError
+@dataclass(frozen=True)
+class GradingOptions:
+    """How every student of a run is graded (``wsgrade grade``'s options, for a class).
 
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    folder = Path(out_dir) / "students" / student
-    folder.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any]
-    try:
-        report = grade(path, limits=limits, performance=performance, hide=(Path(out_dir), Path(path).parent))
-    except SubmissionError as problem:
-        results = {"score": 0, "execution_time": 0, "output": f"Not graded: {problem}", "tests": []}
-        status, feedback, max_score = "not-a-submission", f"# Not graded\n\n{problem}\n", 0.0
-    except Exception as problem:  # the grader failed: record it, never blame the student
-        message = f"Grader error ({type(problem).__name__}): {problem}"
-        results = {"score": 0, "execution_time": 0, "output": message, "tests": []}
-        status, feedback, max_score = "grader-error", f"# Grader error\n\n{problem}\n", 0.0
-    else:
-        results = report.to_gradescope()
-        status = "grader-error" if report.internal_errors else "graded"
-        feedback, max_score = feedback_markdown(report), report.max_score
-    write_json_atomic(results, folder / "results.json")
-    write_text_atomic(feedback, folder / "feedback.md")
-    write_submitted_code(Path(path), folder)  # for `wsgrade similarity OUT`; never affects the grade
-    return {
-        "student": student,
-        "status": status,
-        "started_at": started,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "score": float(results["score"]),
-        "max_score": float(max_score),
-        "execution_time": float(results["execution_time"]),
-        "output": str(results["output"]),
-        "tests": [
-            (
-                t["name"],
-                t["extra_data"]["task"],
-                t["score"],
-                t["max_score"],
-                t["status"],
-                t["extra_data"]["mistake"],
-                json.dumps(t["tags"]),
+    Attributes:
+        limits: resource limits (and isolation) for student code.
+        performance: run the timing tests (Task 5.2/5.3); ``--no-speed`` is False.
+        gpu: ``auto``, ``require`` or ``off`` (see :func:`autograder.grading.grade_prepared`).
+        select: a pytest ``-k`` expression: grade only the matching tests.
+    """
+
+    limits: Limits = field(default_factory=Limits)
+    performance: bool = True
+    gpu: Literal["auto", "require", "off"] = "auto"
+    select: str | None = None
+
+    def fingerprint(self) -> str:
+        """The options as canonical JSON, stored with each row: other options mean a regrade."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class GradingOutcome:
+    """What one grading produced: plain, picklable data that a worker hands back to the coordinator.
+
+    Attributes:
+        student: the student id.
+        status: ``graded``, ``not-a-submission`` or ``grader-error``.
+        report: the grading report, when the hidden tests ran.
+        message: why there is no report (the entry is not a submission, or the grader failed).
+        started_at: when the grading started (ISO 8601, UTC).
+        finished_at: when it finished.
+        worker: who graded it: ``"<hostname> <dask worker address>"`` or ``"<hostname> pid <pid>"``;
+            empty when nothing ran.
+        isolation: the sandbox's isolation mode; empty when nothing ran.
+    """
+
+    student: str
+    status: Status
+    report: GradingReport | None
+    message: str
+    started_at: str
+    finished_at: str
+    worker: str = ""
+    isolation: str = ""
+
+    @property
+    def score(self) -> float:
+        """Points earned, rounded as in results.json (0 without a report)."""
+        return round(sum(round(t.score, 4) for t in self.report.tests), 4) if self.report else 0.0
+
+    @property
+    def max_score(self) -> float:
+        """Points possible (0 without a report)."""
+        return round(self.report.max_score, 4) if self.report else 0.0
+
+    @property
+    def execution_time(self) -> float:
+        """Seconds the grading took (0 without a report)."""
+        return round(self.report.execution_time, 3) if self.report else 0.0
+
+    def results(self) -> dict[str, Any]:
+        """Gradescope's ``results.json`` for this student."""
+        if self.report is not None:
+            return self.report.to_gradescope()
+        prefix = "Not graded" if self.status == "not-a-submission" else "Grader error"
+        return {"score": 0, "execution_time": 0, "output": f"{prefix}: {self.message}", "tests": []}
+
+    def feedback(self) -> str:
+        """The student's ``feedback.md``."""
+        from autograder.report import feedback_markdown
+
+        if self.report is not None:
+            return feedback_markdown(self.report)
+        title = "Not graded" if self.status == "not-a-submission" else "Grader error"
+        return f"# {title}\n\n{self.message}\n"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _worker_name() -> str:
+    """``"<hostname> <dask worker address>"`` in a Dask worker, else ``"<hostname> pid <pid>"``."""
+    host = socket.gethostname()
+    if "distributed" in sys.modules:  # never imported by a local pool process
+        from distributed import get_worker
+
+        with suppress(ValueError):  # not in a worker's task
+            return f"{host} {get_worker().address}"
+    return f"{host} pid {os.getpid()}"
+
+
+#: One grading at a time per process: pytest's capture, hypothesis and the environment are
+#: process-wide, so a Dask worker started with more than one thread still grades one by one.
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _grade_one(
+    student: str, submission: PreparedSubmission, options: GradingOptions, hide: tuple[Path, ...], version: str
+) -> GradingOutcome:
+    """Grade one loaded submission where this runs (a pool process or a Dask worker); write nothing.
+
+    Args:
+        student: the student id.
+        submission: the code, loaded by the coordinator.
+        options: how to grade.
+        hide: paths the student's code must not see (the output and submissions folders).
+        version: the coordinator's wsgrade version; a worker with another one refuses to grade.
+
+    Returns:
+        The outcome; every failure of the grader is one, never an exception.
+    """
+    from autograder.grading import grade_prepared
+
+    with _ONE_AT_A_TIME:
+        started, worker = _now(), _worker_name()
+        if version != __version__:
+            message = (
+                f"this worker runs wsgrade {__version__} and the coordinator {version}; install the same version on "
+                "every worker (pip install on the cluster's environment) and grade again"
             )
-            for t in results["tests"]
-        ],
-    }
+            return GradingOutcome(student, "grader-error", None, message, started, _now(), worker)
+        try:
+            report = grade_prepared(
+                submission,
+                limits=options.limits,
+                performance=options.performance,
+                gpu=options.gpu,
+                select=options.select,
+                hide=hide,
+            )
+        except Exception as problem:  # the grader failed: record it, never blame the student
+            message = f"{type(problem).__name__}: {problem}"
+            return GradingOutcome(student, "grader-error", None, message, started, _now(), worker)
+        status: Status = "grader-error" if report.internal_errors else "graded"
+        return GradingOutcome(student, status, report, "", started, _now(), worker, str(report.sandbox.get("mode", "")))
 
 
-def _record(connection: sqlite3.Connection, row: dict[str, Any], digest: str) -> None:
-    """Store one student's grading: a single transaction, replacing their previous current row."""
+@dataclass(frozen=True)
+class GradingJob:
+    """One student to grade: their id, their entry and its digest."""
+
+    student: str
+    path: Path
+    digest: str
+
+
+@dataclass(frozen=True)
+class FinishedGrading:
+    """A finished grading, as an engine yields it to the coordinator."""
+
+    job: GradingJob
+    submission: PreparedSubmission | None
+    outcome: GradingOutcome
+
+
+class JobLoader:
+    """Read a student's entry on the coordinator: the arguments of :func:`_grade_one`, or the outcome."""
+
+    def __init__(self, options: GradingOptions, hide: tuple[Path, ...]) -> None:
+        self.options = options
+        self.hide = hide
+
+    def __call__(self, job: GradingJob) -> tuple[PreparedSubmission, tuple[Any, ...]] | GradingOutcome:
+        from autograder.submission import SubmissionError, load_submission
+
+        started = _now()
+        try:
+            submission = load_submission(job.path)
+        except SubmissionError as problem:
+            return GradingOutcome(job.student, "not-a-submission", None, str(problem), started, _now())
+        except Exception as problem:  # a loader bug: the grader's fault, never the student's
+            message = f"{type(problem).__name__} while reading the entry: {problem}"
+            return GradingOutcome(job.student, "grader-error", None, message, started, _now())
+        return submission, (job.student, submission, self.options, self.hide, __version__)
+
+
+def lost_outcome(student: str, what: str) -> GradingOutcome:
+    """The outcome of a student whose grading killed the process grading it every time it was tried.
+
+    Args:
+        student: the student id.
+        what: what happened, e.g. ``"the process grading this submission died 3 times"``.
+    """
+    now = _now()
+    message = f"{what}; this is not a verdict on the code. Regrade it with `wsgrade grade` to see more."
+    return GradingOutcome(student, "grader-error", None, message, now, now)
+
+
+class Engine(Protocol):
+    """A way to run gradings for the coordinator: the local pool, or a Dask cluster."""
+
+    def state(self) -> EngineState:
+        """Where the gradings in flight stand."""
+        ...
+
+    def results(self, jobs: Iterable[GradingJob]) -> Iterator[FinishedGrading | None]:
+        """Grade ``jobs``: each finished grading once, in the order they finish; None about once a second."""
+        ...
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What the gradings in flight are doing, for the progress bar.
+
+    Attributes:
+        running: gradings submitted and not finished (on a cluster: being processed by a worker).
+        workers: grading processes alive (pool processes, or the cluster's workers).
+        retried: gradings started again after their process died.
+    """
+
+    running: int
+    workers: int
+    retried: int
+
+
+class _PoolEngine:
+    """Gradings in a local pool of spawned processes; a dead process costs a retry, then its student."""
+
+    def __init__(self, jobs: int, prepare: JobLoader) -> None:
+        self.jobs = max(1, jobs)
+        self.prepare = prepare
+        self.running = 0
+        self.retried = 0
+
+    def state(self) -> EngineState:
+        return EngineState(self.running, self.jobs, self.retried)
+
+    def results(self, jobs: Iterable[GradingJob]) -> Iterator[FinishedGrading | None]:
+        queue: deque[GradingJob] = deque(jobs)
+        deaths: Counter[str] = Counter()
+        loaded: dict[str, tuple[PreparedSubmission, tuple[Any, ...]]] = {}
+        while queue:
+            with _pool(self.jobs) as pool:
+                pending: dict[Future[GradingOutcome], GradingJob] = {}
+                broken = False
+                while (queue and not broken) or pending:
+                    while queue and not broken and len(pending) < self.jobs:
+                        if any(deaths[j.student] for j in pending.values()) or (deaths[queue[0].student] and pending):
+                            break  # a grading that killed a pool process is tried again on its own
+                        job = queue.popleft()
+                        prepared = loaded.get(job.student) or self.prepare(job)
+                        if isinstance(prepared, GradingOutcome):
+                            yield FinishedGrading(job, None, prepared)
+                            continue
+                        loaded[job.student] = prepared
+                        pending[pool.submit(_grade_one, *prepared[1])] = job
+                    self.running = len(pending)
+                    if not pending:
+                        continue
+                    done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    if not done:
+                        yield None  # a tick: the progress bar's clock and counts
+                    for future in done:
+                        job = pending.pop(future)
+                        self.running = len(pending)
+                        submission = loaded[job.student][0]
+                        try:
+                            outcome = future.result()
+                        except BrokenProcessPool:  # a pool process died: each grading then in it is tried again
+                            broken = True
+                            deaths[job.student] += 1
+                            if deaths[job.student] <= POOL_DEATHS_ALLOWED:
+                                self.retried += 1
+                                queue.appendleft(job)
+                                continue
+                            outcome = lost_outcome(
+                                job.student,
+                                f"the process grading this submission died {deaths[job.student]} times (killed, most "
+                                "often for memory, by the machine)",
+                            )
+                        del loaded[job.student]
+                        yield FinishedGrading(job, submission, outcome)
+
+
+@contextmanager
+def _pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _die_with_parent() -> None:
+    """A pool process gets SIGTERM when grade-all dies (even by SIGKILL), and so closes its sandboxes."""
+    import ctypes
+    import signal
+
+    from autograder.interrupt import stop_on_sigterm
+
+    with suppress(OSError, AttributeError):  # not Linux: the pool then outlives a killed grade-all
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    stop_on_sigterm()
+
+
+#: Gradings of one student that may kill their pool process before it counts as a grader error.
+POOL_DEATHS_ALLOWED = 2
+
+
+def _write_student_files(out_dir: Path, done: FinishedGrading) -> None:
+    """The coordinator writes a student's results.json, feedback.md and submission.py (atomically)."""
+    from autograder.report import write_json_atomic, write_text_atomic
+    from autograder.similarity import CODE_FILE, submitted_code
+
+    folder = out_dir / "students" / done.job.student
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(done.outcome.results(), folder / "results.json")
+    write_text_atomic(done.outcome.feedback(), folder / "feedback.md")
+    if done.submission is not None:  # for `wsgrade similarity OUT`; never affects the grade
+        write_text_atomic(submitted_code(done.submission), folder / CODE_FILE)
+    else:  # an older copy would stand for an entry that is no longer a submission
+        (folder / CODE_FILE).unlink(missing_ok=True)
+
+
+def _record(connection: sqlite3.Connection, job: GradingJob, outcome: GradingOutcome, options: str) -> None:
+    """Store one student's grading from its outcome: one transaction, replacing their current row."""
+    report = outcome.report
     with connection:
-        connection.execute("UPDATE gradings SET current = 0 WHERE student = ? AND current = 1", (row["student"],))
+        connection.execute("UPDATE gradings SET current = 0 WHERE student = ? AND current = 1", (job.student,))
         cursor = connection.execute(
             "INSERT INTO gradings (student, content_sha256, grader_version, started_at, finished_at, status, score, "
-            "max_score, execution_time, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "max_score, execution_time, output, worker, isolation, options) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                row["student"],
-                digest,
-                __version__,
-                row["started_at"],
-                row["finished_at"],
-                row["status"],
-                row["score"],
-                row["max_score"],
-                row["execution_time"],
-                row["output"],
+                job.student,
+                job.digest,
+                report.grader_version if report else __version__,
+                outcome.started_at,
+                outcome.finished_at,
+                outcome.status,
+                outcome.score,
+                outcome.max_score,
+                outcome.execution_time,
+                report.output if report else str(outcome.results()["output"]),
+                outcome.worker,
+                outcome.isolation,
+                options,
             ),
         )
         connection.executemany(
             "INSERT INTO test_results (grading_id, name, task_id, score, max_score, status, mistake, tags) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(cursor.lastrowid, *test) for test in row["tests"]],
+            [
+                (
+                    cursor.lastrowid,
+                    test.name,
+                    test.task_id,
+                    round(test.score, 4),
+                    round(test.max_score, 4),
+                    test.status,
+                    test.mistake,
+                    json.dumps(list(test.tags)),
+                )
+                for test in (report.tests if report else ())
+            ],
         )
 
 
@@ -244,60 +572,38 @@ class BatchSummary:
 
     Attributes:
         graded: students graded in this run.
-        skipped: students whose content was unchanged since their last grading.
+        skipped: students whose content and options were unchanged since their last grading.
+        grader_errors: students of this run whose grading failed for a reason that is not theirs.
         seconds: wall time of the run.
-        slowest: ``(student, seconds)`` of the slowest grading in this run, if any.
     """
 
     graded: tuple[str, ...]
     skipped: tuple[str, ...]
+    grader_errors: tuple[str, ...]
     seconds: float
-    slowest: tuple[str, float] | None
 
 
-@contextmanager
-def _pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent)
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+@dataclass(frozen=True)
+class BatchProgress:
+    """Where a grade-all run stands, after each student and about once a second.
 
+    Attributes:
+        done: students finished in this run.
+        total: students to grade in this run.
+        running: gradings in flight.
+        failed: students of this run recorded as grader errors.
+        workers: grading processes (or cluster workers) alive.
+        retried: gradings started again after their process died.
+        last: the outcome just recorded (None for a tick of the clock).
+    """
 
-def _die_with_parent() -> None:
-    """A pool process gets SIGTERM when grade-all dies (even by SIGKILL), and so closes its sandboxes."""
-    import ctypes
-    import signal
-
-    from autograder.interrupt import stop_on_sigterm
-
-    with suppress(OSError, AttributeError):  # not Linux: the pool then outlives a killed grade-all
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    stop_on_sigterm()
-
-
-#: Gradings of one student that may kill their pool process before it counts as a grader error.
-POOL_DEATHS_ALLOWED = 2
-
-
-def _lost_row(student: str, tries: int) -> dict[str, Any]:
-    """The gradebook row of a student whose grading killed its pool process every time."""
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    message = (
-        f"Grader error: the process grading this submission died {tries} times (killed, most often for memory, by "
-        "the machine); this is not a verdict on the code. Regrade it with `wsgrade grade` to see more."
-    )
-    return {
-        "student": student,
-        "status": "grader-error",
-        "started_at": now,
-        "finished_at": now,
-        "score": 0.0,
-        "max_score": 0.0,
-        "execution_time": 0.0,
-        "output": message,
-        "tests": [],
-    }
+    done: int
+    total: int
+    running: int
+    failed: int
+    workers: int
+    retried: int
+    last: GradingOutcome | None
 
 
 def grade_all(
@@ -305,91 +611,108 @@ def grade_all(
     out_dir: Path,
     *,
     jobs: int = 1,
+    cluster: str | None = None,
     regrade: bool = False,
     performance: bool = True,
     limits: Limits | None = None,
+    gpu: Literal["auto", "require", "off"] = "auto",
+    select: str | None = None,
     allow_unisolated: bool = False,
-    on_progress: Callable[[str, dict[str, Any], int, int], None] | None = None,
+    on_progress: Callable[[BatchProgress], None] | None = None,
 ) -> BatchSummary:
     """Grade every student in ``submissions`` into ``out_dir`` (see the module docstring).
 
     Args:
         submissions: the folder with one entry per student.
         out_dir: where results, feedback, grades.csv and gradebook.sqlite go.
-        jobs: students graded at once.
+        jobs: students graded at once in the local pool (ignored with ``cluster``).
+        cluster: grade on Dask instead: a scheduler's address (``tcp://host:8786``), or ``local:N``
+            for a new local cluster of N worker processes (see :mod:`autograder.cluster`).
         regrade: regrade students whose content did not change.
         performance: run the timing tests (Task 5.2/5.3).
         limits: resource limits for student code.
+        gpu: the GPU tests: ``auto``, ``require`` or ``off``.
+        select: grade only the tests matching this pytest ``-k`` expression.
         allow_unisolated: grade even where student code's files are not protected (``process``
             isolation); without it such a run is refused.
-        on_progress: called after each student with ``(student, row, done, total)``.
+        on_progress: called after each student and about once a second with where the run stands.
 
     Returns:
         A summary of the run.
 
     Raises:
-        ValueError: if ``submissions`` is not a folder or two entries share an id.
+        ValueError: if ``submissions`` is not a folder, two entries share an id, or ``cluster`` is
+            not an address.
         autograder.grading.UnisolatedRefused: for unprotected isolation without ``allow_unisolated``.
+        autograder.grading.GpuUnavailable: ``gpu="require"`` for a local run on a machine without one.
+        autograder.cluster.ClusterUnavailable: Dask is not installed or the scheduler cannot be reached.
     """
-    from autograder.grading import require_file_protection
+    from autograder.grading import GpuUnavailable, gpu_available, require_file_protection
 
     require_file_protection(limits, allow_unisolated=allow_unisolated, where="grade-all")
     if not submissions.is_dir():
         raise ValueError(f"{submissions} is not a folder; grade-all expects a folder with one entry per student")
+    if gpu == "require" and cluster is None and not gpu_available():  # on a cluster, the workers' GPUs count
+        raise GpuUnavailable("--gpu require: CuPy with a CUDA device is needed, and none is usable here")
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    limits = limits or Limits()
+    options = GradingOptions(limits or Limits(), performance, gpu, select)
+    fingerprint = options.fingerprint()
     entries = list_entries(submissions)
+    prepare = JobLoader(options, (out_dir.resolve(), submissions.resolve()))
     with closing(open_gradebook(out_dir / "gradebook.sqlite")) as connection:
-        current = dict(
-            connection.execute(
-                "SELECT student, content_sha256 FROM gradings "
+        current = {
+            student: (digest, saved)
+            for student, digest, saved in connection.execute(
+                "SELECT student, content_sha256, options FROM gradings "
                 "WHERE current = 1 AND grader_version = ? AND status != 'grader-error'",
                 (__version__,),
-            ).fetchall()
-        )
+            )
+        }
         todo, skipped = [], []
         for student, path in entries:
             digest = entry_digest(path)
-            if not regrade and current.get(student) == digest:
+            if not regrade and current.get(student) == (digest, fingerprint):
                 skipped.append(student)
             else:
-                todo.append((student, path, digest))
+                todo.append(GradingJob(student, path, digest))
         graded: list[str] = []
-        slowest: tuple[str, float] | None = None
-        queue = list(todo)
-        deaths: Counter[str] = Counter()
-        while queue:
-            with _pool(max(1, jobs)) as pool:
-                pending: dict[Future[dict[str, Any]], tuple[str, Path, str]] = {}
-                broken = False
-                while (queue and not broken) or pending:
-                    while queue and not broken and len(pending) < max(1, jobs):
-                        if any(deaths[s] for s, _, _ in pending.values()) or (deaths[queue[0][0]] and pending):
-                            break  # a grading that killed a pool process is tried again on its own
-                        student, path, digest = queue.pop(0)
-                        future = pool.submit(_grade_one, student, str(path), limits, str(out_dir), performance)
-                        pending[future] = (student, path, digest)
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        student, path, digest = pending.pop(future)
-                        try:
-                            row = future.result()
-                        except BrokenProcessPool:  # a pool process died: each grading then in it is tried again
-                            broken = True
-                            deaths[student] += 1
-                            if deaths[student] <= POOL_DEATHS_ALLOWED:
-                                queue.insert(0, (student, path, digest))
-                                continue
-                            row = _lost_row(student, deaths[student])
-                        _record(connection, row, digest)
-                        graded.append(student)
-                        if slowest is None or row["execution_time"] > slowest[1]:
-                            slowest = (student, row["execution_time"])
-                        if on_progress:
-                            on_progress(student, row, len(graded), len(todo))
+        failed: list[str] = []
+        with _engine(jobs, cluster, prepare) as engine:
+
+            def report(last: GradingOutcome | None) -> None:
+                if on_progress:
+                    state = engine.state()
+                    on_progress(
+                        BatchProgress(
+                            len(graded), len(todo), state.running, len(failed), state.workers, state.retried, last
+                        )
+                    )
+
+            report(None)
+            for done in engine.results(todo):
+                if done is None:
+                    report(None)
+                    continue
+                _write_student_files(out_dir, done)
+                _record(connection, done.job, done.outcome, fingerprint)
+                graded.append(done.job.student)
+                if done.outcome.status == "grader-error":
+                    failed.append(done.job.student)
+                report(done.outcome)
         _write_grades_csv(connection, out_dir / "grades.csv")
-    return BatchSummary(tuple(graded), tuple(skipped), time.perf_counter() - started, slowest)
+    return BatchSummary(tuple(graded), tuple(skipped), tuple(failed), time.perf_counter() - started)
+
+
+@contextmanager
+def _engine(jobs: int, cluster: str | None, prepare: JobLoader) -> Iterator[Engine]:
+    if cluster is None:
+        yield _PoolEngine(jobs, prepare)
+        return
+    from autograder.cluster import ClusterEngine, connect
+
+    with connect(cluster) as client:
+        yield ClusterEngine(client, prepare)
 
 
 @dataclass(frozen=True)

@@ -94,48 +94,62 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _cmd_grade_all(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from autograder.batch import class_report, grade_all
-    from autograder.grading import UnisolatedRefused
+    from autograder.batch import BatchProgress, class_report, grade_all
+    from autograder.cluster import ClusterUnavailable
+    from autograder.grading import GpuUnavailable, UnisolatedRefused
 
-    limits = _limits(args)
     scores: list[float] = []
-    slowest: list[tuple[float, str]] = []
-    with Progress(
+    progress = Progress(
         TextColumn("[bold]grading"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
-    ) as progress:
-        bar = progress.add_task("", total=None)
+    )
+    bar = progress.add_task("", total=None)
 
-        def on_progress(student: str, row: dict, done: int, total: int) -> None:
-            scores.append(100 * row["score"] / row["max_score"] if row["max_score"] else 0.0)
-            slowest[:] = [max([*slowest, (row["execution_time"], student)])]
-            mean = sum(scores) / len(scores)
-            progress.update(
-                bar,
-                completed=done,
-                total=total,
-                description=f"mean {mean:.0f}% · slowest {slowest[0][1]} ({slowest[0][0]:.1f} s)",
-            )
+    def on_progress(state: BatchProgress) -> None:
+        if state.last is not None and state.last.status == "graded":
+            scores.append(100 * state.last.score / state.last.max_score if state.last.max_score else 0.0)
+        mean = f" · mean {sum(scores) / len(scores):.0f}%" if scores else ""
+        retried = f" · retried {state.retried}" if state.retried else ""
+        progress.update(
+            bar,
+            completed=state.done,
+            total=state.total,
+            description=f"running {state.running} · failed {state.failed} · workers {state.workers}{retried}{mean}",
+        )
 
+    with nullcontext() if args.quiet else progress:
         try:
             summary = grade_all(
                 Path(args.submissions),
                 Path(args.out),
                 jobs=args.jobs,
+                cluster=args.cluster,
                 regrade=args.regrade,
-                limits=limits,
+                performance=not args.no_speed,
+                limits=_limits(args),
+                gpu=args.gpu,
+                select=args.select,
                 allow_unisolated=args.allow_unisolated,
-                on_progress=on_progress,
+                on_progress=None if args.quiet else on_progress,
             )
-        except (ValueError, UnisolatedRefused) as problem:
+        except (ValueError, UnisolatedRefused, ClusterUnavailable) as problem:
             print(f"wsgrade: {problem}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    print(f"graded {len(summary.graded)}, unchanged and skipped {len(summary.skipped)}, in {summary.seconds:.1f} s")
+        except GpuUnavailable as problem:
+            print(f"wsgrade: {problem}", file=sys.stderr)
+            return EXIT_GRADER_ERROR
+    errors = f", grader errors {len(summary.grader_errors)}" if summary.grader_errors else ""
+    print(
+        f"graded {len(summary.graded)}, unchanged and skipped {len(summary.skipped)}{errors}, "
+        f"in {summary.seconds:.1f} s"
+    )
     print(f"wrote {Path(args.out) / 'grades.csv'} and {Path(args.out) / 'gradebook.sqlite'}")
     if args.command == "demo":
         print()
@@ -225,7 +239,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+def _add_limit_options(parser: argparse.ArgumentParser, quiet: str = "print the tables without the feedback") -> None:
     parser.add_argument("--call-timeout", type=float, metavar="S", help="seconds one call may take (default 5)")
     parser.add_argument("--memory-mb", type=float, metavar="MB", help="memory limit of student code (default 2048)")
     parser.add_argument(
@@ -234,7 +248,7 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-k", dest="select", metavar="EXPR", help="run only the tests matching this pytest -k expression"
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print the tables without the feedback")
+    parser.add_argument("-q", "--quiet", action="store_true", help=quiet)
     parser.add_argument(
         "--gpu",
         choices=("auto", "require", "off"),
@@ -281,13 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("submissions", help="folder: each entry (file, folder or zip) is one student, named by it")
     batch.add_argument("--out", required=True, help="output folder (results, feedback, grades.csv, gradebook.sqlite)")
     batch.add_argument("--jobs", type=int, default=1, help="students graded at once (default 1)")
+    batch.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="grade on Dask instead of --jobs: a scheduler's address (tcp://host:8786), or local:N for a new local "
+        'cluster of N worker processes (needs pip install -e ".[cluster]"; see README, Grading on a cluster)',
+    )
     batch.add_argument("--regrade", action="store_true", help="regrade students whose submission did not change")
     batch.add_argument(
         "--allow-unisolated",
         action="store_true",
         help="grade even where student code's file access cannot be restricted (process isolation; see README)",
     )
-    _add_limit_options(batch)
+    _add_limit_options(batch, quiet="no progress bar: print only the summary at the end")
     batch.set_defaults(func=_cmd_grade_all)
 
     report = sub.add_parser("report", help="class overview of a grade-all output folder")
@@ -347,9 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="grade the bundled example submissions (the main job of the Quick start)")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     demo.add_argument("--jobs", type=int, default=2, help="students graded at once (default 2)")
-    _add_limit_options(demo)
+    _add_limit_options(demo, quiet="no progress bar: print only the summary and the class report")
     # the bundled examples are our own code: the demo runs wherever the grader does, even unprotected
-    demo.set_defaults(func=_cmd_grade_all, submissions=str(EXAMPLES), regrade=True, allow_unisolated=True)
+    demo.set_defaults(func=_cmd_grade_all, submissions=str(EXAMPLES), regrade=True, allow_unisolated=True, cluster=None)
     return parser
 
 

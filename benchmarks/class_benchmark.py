@@ -1,11 +1,17 @@
 """A class of 100 realistic submissions graded with ``wsgrade grade-all --jobs 2``: how long it takes.
 
     .venv/bin/python -m benchmarks.class_benchmark [--students 100] [--jobs 2] [--with-speed]
+    .venv/bin/python -m benchmarks.class_benchmark --cluster local:1 --cluster local:2
 
 The class is generated: a third complete (the reference, and a notebook version), a third with
 one classic mistake each (from the mutant corpus), the rest partial (stubs for the later parts),
 plus a few zips and a few entries that are not submissions at all. Prints the wall time of the
 whole run, the time per student and the class report's first lines.
+
+With ``--cluster`` (repeatable) the same class is graded on each Dask cluster in turn (``local:N``
+or a scheduler's address) instead of the local pool; the throughput of each, its ratio to the
+first, and the measured worker-seconds per submission turned into an estimate for 10,000
+submissions on K workers.
 """
 
 from __future__ import annotations
@@ -80,41 +86,64 @@ def make_class(folder: Path, students: int) -> None:
             (folder / f"{name}.ipynb").write_text("not a notebook")
 
 
+def _grade(submissions: Path, out: Path, how: list[str], with_speed: bool) -> float:
+    """Run ``wsgrade grade-all`` once; print its summary line; return its wall time."""
+    command = [sys.executable, "-m", "autograder", "grade-all", str(submissions), "--out", str(out), "-q", *how]
+    if not with_speed:
+        command.append("--no-speed")
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    print(result.stdout.strip().splitlines()[-2] if result.returncode == 0 else result.stderr[-2000:])
+    return seconds
+
+
+def _workers(cluster: str) -> int | None:
+    count = cluster.removeprefix("local:")
+    return int(count) if cluster.startswith("local:") and count.isdigit() else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--with-speed", action="store_true", help="include the timing tests (Task 5.2)")
+    parser.add_argument(
+        "--cluster", action="append", metavar="ADDRESS", help="grade on this Dask cluster (local:N or an address)"
+    )
     args = parser.parse_args()
+    speed = "" if args.with_speed else ", --no-speed"
     with tempfile.TemporaryDirectory() as tmp:
-        submissions, out = Path(tmp) / "submissions", Path(tmp) / "out"
+        submissions = Path(tmp) / "submissions"
         submissions.mkdir()
         make_class(submissions, args.students)
-        command = [
-            sys.executable,
-            "-m",
-            "autograder",
-            "grade-all",
-            str(submissions),
-            "--out",
-            str(out),
-            "--jobs",
-            str(args.jobs),
-        ]
-        if not args.with_speed:
-            command.append("--no-speed")
-        started = time.perf_counter()
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - started
-        print(result.stdout.strip().splitlines()[-2] if result.returncode == 0 else result.stderr[-2000:])
-        print(
-            f"{args.students} students, --jobs {args.jobs}{'' if args.with_speed else ', --no-speed'}: "
-            f"{seconds:.1f} s wall, {seconds / args.students:.2f} s per student"
-        )
-        report = subprocess.run(
-            [sys.executable, "-m", "autograder", "report", str(out)], capture_output=True, text=True, check=False
-        )
-        print("\n".join(report.stdout.splitlines()[:4]))
+        if not args.cluster:
+            seconds = _grade(submissions, Path(tmp) / "out", ["--jobs", str(args.jobs)], args.with_speed)
+            print(
+                f"{args.students} students, --jobs {args.jobs}{speed}: "
+                f"{seconds:.1f} s wall, {seconds / args.students:.2f} s per student"
+            )
+            report = subprocess.run(
+                [sys.executable, "-m", "autograder", "report", str(Path(tmp) / "out")],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            print("\n".join(report.stdout.splitlines()[:4]))
+            return
+        first: float | None = None
+        for number, cluster in enumerate(args.cluster):
+            seconds = _grade(submissions, Path(tmp) / f"out{number}", ["--cluster", cluster], args.with_speed)
+            throughput = 60 * args.students / seconds
+            first = first or throughput
+            line = f"--cluster {cluster}{speed}: {seconds:.1f} s wall, {throughput:.1f} submissions/min"
+            line += f", {throughput / first:.2f}x the first"
+            workers = _workers(cluster)
+            if workers:
+                cost = seconds * workers / args.students  # worker-seconds per submission, start-up included
+                estimate = ", ".join(f"{k} workers {10_000 * cost / k / 3600:.1f} h" for k in (1, 16, 64, 256))
+                line += f"; {cost:.2f} worker-s per submission -> 10,000 submissions: {estimate}"
+            print(line)
 
 
 if __name__ == "__main__":

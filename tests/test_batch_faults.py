@@ -16,12 +16,13 @@ from autograder.sandbox.client import Limits
 from tests.corpus import reference_source
 
 
-def _grade_or_die(student: str, path: str, limits: Limits, out_dir: str, performance: bool) -> dict[str, Any]:
-    """The real grading, except that the pool process grading 'victim' is killed with SIGKILL."""
-    if student == "victim" or (student == "flaky" and not (Path(out_dir) / "flaky-died").exists()):
-        (Path(out_dir) / f"{student}-died").touch()
+def _grade_or_die(student: str, submission: Any, options: Any, hide: tuple[Path, ...], version: str) -> Any:
+    """The real grading, except that the pool process grading 'victim' is killed with SIGKILL (and
+    'flaky' once); ``hide[0]`` is the output folder."""
+    if student == "victim" or (student == "flaky" and not (hide[0] / "flaky-died").exists()):
+        (hide[0] / f"{student}-died").touch()
         os.kill(os.getpid(), signal.SIGKILL)
-    return batch._grade_one(student, path, limits, out_dir, performance)  # the real one: a spawned process
+    return batch._grade_one(student, submission, options, hide, version)  # the real one: a spawned process
 
 
 @pytest.mark.slow
