@@ -19,7 +19,9 @@ from autograder.tasks import ALLOWED_PACKAGES, PARTS, TASKS
 __all__ = [
     "PUBLIC_TESTS_SOURCE",
     "RELEASE_DIR",
+    "SELF_CHECK_TAG",
     "build_release",
+    "platform_cells",
     "release_drift",
     "solution_notebook",
     "student_notebook",
@@ -28,6 +30,12 @@ __all__ = [
 
 RELEASE_DIR = REPO_ROOT / "assignments" / "weight_sharing"
 PUBLIC_TESTS_SOURCE = REPO_ROOT / "solutions" / "test_public.py"
+
+#: The tag of the standalone release's "Check Part N" cells (the text and the ``!wsgrade check``
+#: cell): a platform with its own checks (nbgrader's test cells, otter's ``grader.check``) drops them.
+SELF_CHECK_TAG = "self-check"
+#: The heading of the ungraded self-study section, which runs ``wsgrade experiment``.
+SELF_STUDY_HEADING = "## Self-study"
 
 _MODULE_DOCSTRING = '''"""Weight sharing in convolutional networks: your solutions.
 
@@ -88,6 +96,27 @@ def _notebook_from(text: str, *, stubs: bool) -> nbformat.NotebookNode:
     }
     nbformat.validate(nb)
     return nb
+
+
+def platform_cells(cells: list[nbformat.NotebookNode]) -> list[nbformat.NotebookNode]:
+    """The cells a course platform's notebook keeps: no self-check, no self-study section.
+
+    Students on nbgrader or otter may have no ``wsgrade`` on their hub, and the platform has its
+    own checks; the self-study section at the end runs ``wsgrade experiment``.
+
+    Args:
+        cells: the cells of the release's (student or solution) notebook.
+
+    Returns:
+        The cells without those tagged :data:`SELF_CHECK_TAG`, up to the self-study heading.
+    """
+    kept = []
+    for cell in cells:
+        if cell.cell_type == "markdown" and cell.source.startswith(SELF_STUDY_HEADING):
+            break
+        if SELF_CHECK_TAG not in cell.metadata.get("tags", []):
+            kept.append(cell)
+    return kept
 
 
 def student_notebook(text: str | None = None) -> nbformat.NotebookNode:

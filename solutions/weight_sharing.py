@@ -303,7 +303,7 @@ for ax, (title, picture) in zip(axes, panels, strict=True):
     ax.axis("off")
 plt.show()
 
-# %% [markdown]
+# %% [markdown] tags=["self-check"]
 # ### Check Part 1
 #
 # Run the grader's public tests for Part 1, in its sandbox. **Save the notebook first** (Ctrl+S /
@@ -315,7 +315,7 @@ plt.show()
 # lines like the one below, and cells that fail there (the examples and figures of tasks you have
 # not finished yet) are listed as notes and ignored.
 
-# %%
+# %% tags=["self-check"]
 # !wsgrade check weight_sharing.ipynb -k test_part1
 
 # %% [markdown]
@@ -576,12 +576,12 @@ ax.grid(True, which="major", alpha=0.3)
 ax.legend()
 plt.show()
 
-# %% [markdown]
+# %% [markdown] tags=["self-check"]
 # ### Check Part 2
 #
 # Save the notebook, then run the grader's public tests for Part 2.
 
-# %%
+# %% tags=["self-check"]
 # !wsgrade check weight_sharing.ipynb -k test_part2
 
 # %% [markdown]
@@ -665,12 +665,12 @@ lc_w, lc_b = conv_as_locally_connected(w, b, 4)
 print("max difference, tied LC vs conv:", np.abs(locally_connected2d(x, lc_w, lc_b) - conv2d_layer(x, w, b)).max())
 print("parameters: conv", w.size + b.size, " locally connected", lc_w.size + lc_b.size)
 
-# %% [markdown]
+# %% [markdown] tags=["self-check"]
 # ### Check Part 3
 #
 # Save the notebook, then run the grader's public tests for Part 3.
 
-# %%
+# %% tags=["self-check"]
 # !wsgrade check weight_sharing.ipynb -k test_part3
 
 # %% [markdown]
@@ -902,12 +902,12 @@ for ax in (left, right):
     ax.grid(True, alpha=0.3)
 plt.show()
 
-# %% [markdown]
+# %% [markdown] tags=["self-check"]
 # ### Check Part 4
 #
 # Save the notebook, then run the grader's public tests for Part 4.
 
-# %%
+# %% tags=["self-check"]
 # !wsgrade check weight_sharing.ipynb -k test_part4
 
 # %% [markdown]
@@ -1003,13 +1003,13 @@ def conv2d_fast(
     ### END SOLUTION
 
 
-# %% [markdown]
+# %% [markdown] tags=["self-check"]
 # ### Check Part 5
 #
 # Save the notebook, then run the grader's public test for Part 5. It checks values only: the speed
 # tests run when your submission is graded.
 
-# %%
+# %% tags=["self-check"]
 # !wsgrade check weight_sharing.ipynb -k test_part5
 
 # %% [markdown]
@@ -1124,12 +1124,12 @@ _, dw_conv, _ = conv2d_backward(dout, x, w)
 _, dw_local, _ = locally_connected2d_backward(dout, x, conv_as_locally_connected(w, None, 4)[0])
 print("sum over positions of the LC gradient == conv gradient:", np.allclose(dw_local.sum(axis=(0, 1)), dw_conv))
 
-# %% [markdown]
+# %% [markdown] tags=["self-check"]
 # ### Check Part 6
 #
 # Save the notebook, then run the grader's public tests for Part 6.
 
-# %%
+# %% tags=["self-check"]
 # !wsgrade check weight_sharing.ipynb -k test_part6
 
 # %% [markdown]

@@ -44,11 +44,13 @@ from autograder.grading import grade_prepared
 from autograder.integrations.nbgrader import (
     ASSIGNMENT,
     CONFIG,
+    FOREIGN_NOTEBOOK,
     export,
     grade_cell_id,
     graded_tasks,
     source_notebook,
 )
+from autograder.release import solution_notebook
 from autograder.source import BEGIN, END, REPO_ROOT, SOLUTION_SOURCE, SourceError, inline_helpers, is_definition_code
 from autograder.submission import PreparedSubmission, notebook_code_cells
 from autograder.tasks import TASKS, contract_functions, task_by_id
@@ -58,7 +60,7 @@ VENV_BIN = Path(sys.executable).parent
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 REFERENCE_HELPERS = ("_check_conv_args", "_pair", "_lc_windows")
 WRONG = "conv2d-flipped-kernel"
-STUDENTS = ("correct", "wrong", "stub", "cheater", "hostile")
+STUDENTS = ("correct", "wrong", "stub", "cheater", "hostile", "foreign")
 #: Code that would take effect if it ran in nbgrader's kernel (with the instructor's rights): it sets
 #: its own score in the gradebook, prints the installed reference and the hidden tests into its
 #: output (which generate_feedback would hand back), and appends to nbgrader_config.py.
@@ -363,6 +365,9 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> Course:
         "stub": release,
         "cheater": _cheater(release),
         "hostile": _hostile(release, root),
+        # the standalone release's notebook, completed: no nbgrader cell at all (nbgrader 0.9.6's own
+        # OverwriteCells raised KeyError 'solution_conv2d' here and failed the whole autograde run)
+        "foreign": solution_notebook(),
     }
     config_before = (root / "nbgrader_config.py").read_bytes()
     for student, nb in submissions.items():
@@ -449,6 +454,17 @@ def test_autograde_scores_are_the_sandbox_verdicts_exactly(course: Course) -> No
     assert {cell: score for cell, score in wrong.items() if cell != broken} == {
         grade_cell_id(task): task.points for task in graded_tasks() if task.id != "1.1"
     }
+
+
+@pytest.mark.slow
+def test_a_foreign_notebook_is_graded_as_it_stands_and_told_so(course: Course) -> None:
+    assert course.totals["foreign"] == sum(task.points for task in graded_tasks()), "its code is complete"
+    cells = [c for c in course.autograded["foreign"].cells if _nbgrader_meta(c).get("grade_id", "").startswith("test_")]
+    assert [_nbgrader_meta(c)["grade_id"] for c in cells] == [grade_cell_id(task) for task in graded_tasks()]
+    assert FOREIGN_NOTEBOOK in cells[0].outputs[0].text
+    assert FOREIGN_NOTEBOOK not in "".join(
+        o.get("text", "") for c in course.autograded["correct"].cells for o in c.get("outputs", [])
+    )
 
 
 @pytest.mark.slow

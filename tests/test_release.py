@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from autograder.reference import load_reference
-from autograder.release import RELEASE_DIR, build_release, release_drift, solution_notebook, student_notebook
+from autograder.release import (
+    RELEASE_DIR,
+    SELF_CHECK_TAG,
+    build_release,
+    release_drift,
+    solution_notebook,
+    student_notebook,
+)
 from autograder.source import BEGIN, SourceError, module_text, split_cells, strip_solutions
 from autograder.submission import notebook_code_cells
 from autograder.tasks import TASKS, contract_functions, tasks_for_function
@@ -168,3 +175,17 @@ def test_reference_module_keeps_source_line_numbers() -> None:
     assert module.splitlines()[line] == source.splitlines()[line]
     _, cells = split_cells(source)
     assert any(cell.kind == "markdown" for cell in cells)
+
+
+@pytest.mark.parametrize("platform", ["nbgrader", "otter"])
+def test_platform_notebooks_hold_only_what_works_on_that_platform(platform: str) -> None:
+    """No "Check Part N" text, no `!wsgrade check` or `!wsgrade experiment` cell: a hub may have no wsgrade."""
+    pytest.importorskip(platform)
+    if platform == "nbgrader":
+        from autograder.integrations.nbgrader import source_notebook as build
+    else:
+        from autograder.integrations.otter import master_notebook as build
+    nb = build()
+    assert not [cell.source[:80] for cell in nb.cells if "wsgrade" in cell.source or "Check Part" in cell.source]
+    release = student_notebook()
+    assert sum(SELF_CHECK_TAG in cell.metadata.get("tags", []) for cell in release.cells) == 12, "6 texts, 6 cells"

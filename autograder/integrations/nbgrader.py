@@ -8,8 +8,9 @@
   example and figure cell of ``solutions/weight_sharing.py`` is a plain cell; the cells holding
   ``### BEGIN SOLUTION`` regions are nbgrader solution cells; after each task's function comes a
   read-only autograder test cell worth the task's points, with a few visible checks and more checks
-  inside ``### BEGIN HIDDEN TESTS``. The standalone release's ``wsgrade check`` cells are left out:
-  under nbgrader the test cells are the self-check (see :func:`_drop_self_checks`).
+  inside ``### BEGIN HIDDEN TESTS``. The standalone release's "Check Part N" cells and its
+  self-study section are left out: under nbgrader the test cells are the self-check (see
+  :func:`autograder.release.platform_cells`).
 
 **The verdict is not decided in the student's kernel, and no student code runs there.** nbgrader
 scores a test cell by whether it raised in the kernel, after the student's code, which can replace
@@ -48,19 +49,20 @@ import nbformat
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat import NotebookNode
 from nbgrader import utils as nbgrader_utils
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float
 
 from autograder.grading import GradingReport, grade_prepared, require_file_protection
-from autograder.release import solution_notebook
+from autograder.release import platform_cells, solution_notebook
 from autograder.sandbox.client import Limits
-from autograder.source import SHELL_LINE, SourceError, inline_helpers, solution_regions
+from autograder.source import SourceError, inline_helpers, solution_regions
 from autograder.submission import PreparedSubmission, code_cells
 from autograder.tasks import TASKS, Task
 
 __all__ = [
     "ASSIGNMENT",
     "CONFIG",
+    "PlaceMissingCells",
     "SandboxVerdict",
     "StudentCodeBack",
     "StudentCodeOut",
@@ -96,6 +98,19 @@ c.Execute.timeout = 120
 
 # A test cell that a student deleted is put back at autograde time.
 c.OverwriteCells.add_missing_cells = True
+
+# nbgrader's OverwriteCells puts a deleted test cell back after the cell before it, and crashes the
+# whole run (KeyError) when that cell is missing too, as in a foreign notebook (the standalone
+# release's, another course's). PlaceMissingCells is the same step with a fallback: such cells go
+# at the end, and SandboxVerdict tells the student their notebook was not the assignment's.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "autograder.integrations.nbgrader.PlaceMissingCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.PlaceMissingCells.add_missing_cells = True
 
 # Feedback shows the verdict and the visible checks; nbgrader 0.9.6 has no switch for this, so
 # ClearHiddenTests (the preprocessor generate_assignment uses) runs on the feedback too, after
@@ -422,36 +437,6 @@ def _test_cell(task: Task) -> NotebookNode:
     return cell
 
 
-def _is_self_check(cell: NotebookNode) -> bool:
-    """A code cell of shell commands that runs ``wsgrade check``: the standalone release's self-check."""
-    lines = [line for line in cell.source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return cell.cell_type == "code" and "wsgrade check" in cell.source and all(SHELL_LINE.match(line) for line in lines)
-
-
-def _drop_self_study(cells: list[NotebookNode]) -> list[NotebookNode]:
-    """Leave out the self-study section at the end: it runs ``wsgrade experiment``, which a hub may not have."""
-    starts = [
-        i for i, cell in enumerate(cells) if cell.cell_type == "markdown" and cell.source.startswith("## Self-study")
-    ]
-    return cells[: starts[0]] if starts else cells
-
-
-def _drop_self_checks(cells: list[NotebookNode]) -> list[NotebookNode]:
-    """Leave out the ``wsgrade check`` cells and the markdown cells that introduce them.
-
-    Under nbgrader the test cells are the self-check, and the students' hub may not have wsgrade;
-    kept, each of these cells would also grade the whole notebook in the sandbox once per part,
-    for every student, while ``nbgrader autograde`` executes it.
-    """
-    dropped = {index for index, cell in enumerate(cells) if _is_self_check(cell)}
-    dropped |= {
-        index - 1
-        for index in dropped
-        if index > 0 and cells[index - 1].cell_type == "markdown" and "wsgrade check" in cells[index - 1].source
-    }
-    return [cell for index, cell in enumerate(cells) if index not in dropped]
-
-
 def source_notebook(text: str | None = None) -> NotebookNode:
     """The nbgrader source notebook (see the module docstring).
 
@@ -466,7 +451,7 @@ def source_notebook(text: str | None = None) -> NotebookNode:
     """
     nb = solution_notebook(text)
     # leave out cells only the instructor's copy needs (the text about the reference's private helpers)
-    wanted = _drop_self_study(_drop_self_checks(nb.cells))
+    wanted = platform_cells(nb.cells)
     kept = [cell for cell in wanted if "solution-only" not in cell.metadata.get("tags", [])]
     code = [cell for cell in kept if cell.cell_type == "code"]
     for cell, source in zip(code, inline_helpers([cell.source for cell in code]), strict=True):
@@ -589,6 +574,52 @@ def _verdict_outputs(task: Task, report: GradingReport, notes: str, execution_co
 _STASH = "wsgrade_student_code"
 
 
+#: Cell metadata key that marks a test cell :class:`PlaceMissingCells` put back.
+ADDED_BACK = "wsgrade_added_back"
+
+
+class PlaceMissingCells(OverwriteCells):
+    """nbgrader's ``OverwriteCells``, which never crashes on a notebook that lacks its neighbours.
+
+    A missing grade cell goes after the nearest earlier cell of the source notebook that the
+    submission has, or at the end when it has none (a foreign notebook: nbgrader's own step raises
+    ``KeyError`` there and the whole autograde run fails). Each cell put back is marked with
+    :data:`ADDED_BACK`, so that :class:`SandboxVerdict` can say so.
+    """
+
+    def add_missing_grade_cells(self, nb: NotebookNode, resources: ResourcesDict) -> tuple[NotebookNode, ResourcesDict]:
+        """Put back every missing grade cell, in source order."""
+        source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
+        order = [cell.name for cell in source_nb.source_cells]
+        by_name = {cell.name: cell for cell in source_nb.source_cells}
+        solutions = {cell.name for cell in source_nb.solution_cells}
+
+        def grade_id(cell: NotebookNode) -> str | None:
+            meta = cell.metadata.get("nbgrader", {})
+            return meta.get("grade_id") if meta.get("grade") or meta.get("solution") else None
+
+        for grade_cell in sorted(source_nb.grade_cells, key=lambda cell: order.index(cell.name)):
+            present = {grade_id(cell): index for index, cell in enumerate(nb.cells)}
+            if grade_cell.name in present:
+                continue
+            self.log.warning("Missing grade cell %s encountered, adding to notebook", grade_cell.name)
+            cell = self.missing_cell_transform(
+                by_name[grade_cell.name], grade_cell.max_score, is_solution=grade_cell.name in solutions
+            )
+            cell.metadata[ADDED_BACK] = True
+            earlier = [present[name] for name in order[: order.index(grade_cell.name)] if name in present]
+            nb.cells.insert(max(earlier) + 1 if earlier else len(nb.cells), cell)
+        return nb, resources
+
+
+#: What a student whose notebook had none of the assignment's cells reads first.
+FOREIGN_NOTEBOOK = (
+    "This is not the notebook released for this assignment: none of its graded cells were in it, so "
+    "they were added at the end. Your code was graded as it stands. Next time, hand in the notebook "
+    "from the assignment's folder (the one with the task cells)."
+)
+
+
 class StudentCodeOut(NbGraderPreprocessor):
     """Take the student's code out of the notebook before nbgrader's ``Execute`` runs it.
 
@@ -661,6 +692,10 @@ class SandboxVerdict(NbGraderPreprocessor):
             self.log.warning("%s: %d test(s) hit an internal grader error", origin, len(report.internal_errors))
         tasks = {grade_cell_id(task): task for task in graded_tasks()}
         notes = report.output
+        test_cells = [cell for cell in nb.cells if _is_test_cell(cell)]
+        if test_cells and all(cell.metadata.get(ADDED_BACK) for cell in test_cells):
+            self.log.warning("%s: not the assignment's notebook; graded its code as it stands", origin)
+            notes = f"{FOREIGN_NOTEBOOK}\n{notes}".rstrip("\n")
         for cell in nb.cells:
             task = tasks.get(cell.metadata.get("nbgrader", {}).get("grade_id", "")) if _is_test_cell(cell) else None
             if task is not None:

@@ -52,7 +52,7 @@ from nbformat import NotebookNode
 
 from autograder import __version__
 from autograder.integrations.otter_plugin import GRADED_TASKS, PLUGIN_NAME, question_name
-from autograder.release import solution_notebook
+from autograder.release import platform_cells, solution_notebook
 from autograder.source import BEGIN, END, SOLUTION_SOURCE, SourceError, inline_helpers, stub_message
 from autograder.tasks import Task
 
@@ -312,7 +312,8 @@ def master_notebook(text: str | None = None) -> NotebookNode:
     """
     text = SOLUTION_SOURCE.read_text() if text is None else text
     nb = solution_notebook(text)
-    nb.cells = [cell for cell in nb.cells if SOLUTION_ONLY not in cell.metadata.get("tags", [])]
+    # Otter's own grader.check cells are the self-check; the hub may have no wsgrade for the rest.
+    nb.cells = [cell for cell in platform_cells(nb.cells) if SOLUTION_ONLY not in cell.metadata.get("tags", [])]
     solutions = [cell for cell in nb.cells if cell.cell_type == "code" and BEGIN in cell.source]
     for cell, source in zip(solutions, inline_helpers([cell.source for cell in solutions]), strict=True):
         cell.source = source
