@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from autograder.feedback import CheckFailed, Hint, describe_value, first_difference, format_array, matching_hint
+from autograder.feedback import (
+    CheckFailed,
+    Hint,
+    NotImplementedYet,
+    describe_value,
+    first_difference,
+    format_array,
+    matching_hint,
+)
 from autograder.sandbox.client import (
     ArrayView,
     CallResult,
@@ -260,7 +268,7 @@ class StudentFunction:
 
 def _raised_failure(
     function: str, args: tuple[Any, ...], kwargs: dict[str, Any], argnames: Sequence[str], raised: StudentRaised
-) -> CheckFailed:
+) -> CheckFailed | NotImplementedYet:
     text = f"{describe_call(function, args, kwargs, argnames)}\nit raised {raised.type_name}: {raised.message}"
     if raised.traceback:
         text += f"\n{raised.traceback.rstrip()}"
@@ -269,7 +277,9 @@ def _raised_failure(
     if raised.is_a("NotImplementedError"):
         task = tasks_for_function(function)
         label = f"Task {task[0].id}" if task else function
-        return CheckFailed(f"{function} is not implemented yet ({label}).", mistake="not-implemented")
+        return NotImplementedYet(
+            CheckFailed(f"{function} is not implemented yet ({label}).", mistake="not-implemented")
+        )
     return CheckFailed(text, mistake="raised")
 
 
@@ -475,9 +485,7 @@ def check_no_mutation(outcome: Outcome) -> None:
         )
     try:
         check_matches_reference(outcome)
-    except CheckFailed as failed:
-        if failed.mistake == "not-implemented":
-            raise
+    except CheckFailed as failed:  # (NotImplementedYet is no CheckFailed: it passes straight through)
         message = f"{UNCHANGED_FIRST.format(function=outcome.function)}\n{failed.message}"
         raise CheckFailed(message, hint=failed.hint, mistake=failed.mistake, gated=True) from None
 
@@ -538,9 +546,7 @@ def check_accepts(function: StudentFunction, *args: Any, **kwargs: Any) -> None:
     """
     try:
         check_matches_reference(function(*args, **kwargs))
-    except CheckFailed as failed:
-        if failed.mistake == "not-implemented":
-            raise
+    except CheckFailed as failed:  # (NotImplementedYet is no CheckFailed: it passes straight through)
         message = f"{ACCEPTS_FIRST.format(function=function.name)}\n{failed.message}"
         raise CheckFailed(message, hint=failed.hint, mistake=failed.mistake, gated=True) from None
 

@@ -56,6 +56,22 @@ class CheckFailed(AssertionError):
         return self.message + (f"\nHint: {self.hint}" if self.hint else "")
 
 
+class NotImplementedYet(BaseException):
+    """Ends a hidden test at once: the student's function is not implemented yet.
+
+    A ``BaseException``, so that hypothesis passes it straight through instead of shrinking the
+    input (which for a stub means hundreds more calls per test and no better message): a test that
+    met one ``NotImplementedError`` fails whichever example came first.
+
+    Args:
+        verdict: the test's verdict (mistake ``not-implemented``).
+    """
+
+    def __init__(self, verdict: CheckFailed) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+
+
 @dataclass(frozen=True)
 class Hint:
     """A classic mistake the grader can recognise.

@@ -7,7 +7,10 @@ in a fresh process each time (Python start-up, pytest collection, worker start a
 test included) and prints the median wall time per submission. ``--with-speed`` also times one
 full grading with the timing tests of Task 5.2. ``--worker-starts N`` first times N starts of a
 sandboxed worker (spawn, handshake, loading a one-line module, one call, close) in each isolation
-mode this machine offers: the fixed cost of every sandbox.
+mode this machine offers: the fixed cost of every sandbox. ``--breakdown`` grades the reference
+once more inside this process and prints where the time went: the grader's imports, worker starts
+and loading, pytest's collection, calls of student code (round trips included), hypothesis's
+generation and bookkeeping, and the rest of the tests' own work.
 """
 
 from __future__ import annotations
@@ -56,11 +59,88 @@ def worker_starts(count: int) -> None:
         print(f"worker start + one call + close, {mode:16s} median {1000 * statistics.median(times):6.0f} ms")
 
 
+class _Stopwatch:
+    """Seconds spent inside wrapped functions (not re-entrant: the wrapped ones do not nest)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def wrap(self, owner: object, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: object, **kwargs: object) -> object:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
+                self.counts[label] = self.counts.get(label, 0) + 1
+
+        setattr(owner, name, timed)
+
+
+def breakdown(reference: Path) -> None:
+    """Grade the reference in this process and print where the wall time went."""
+    import_started = time.perf_counter()
+    import hypothesis.core
+    import pytest
+
+    from autograder import grading
+    from autograder.sandbox.client import Sandbox
+
+    imports = time.perf_counter() - import_started
+    grading.grade(reference, performance=False)  # warm: the first grading also compiles the hidden tests
+    watch = _Stopwatch()
+    watch.wrap(Sandbox, "_start", "worker starts (spawn, handshake, load)")
+    watch.wrap(Sandbox, "call", "calls of student code (round trips)")
+    watch.wrap(hypothesis.core.StateForActualGivenExecution, "execute_once", "hypothesis examples (run)")
+    collection: list[float] = []
+
+    class Timer:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection(self) -> None:
+            collection.append(time.perf_counter())
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_finish(self) -> None:
+            collection.append(time.perf_counter())
+
+    original = pytest.main
+
+    def with_timer(args: list[str], plugins: list[object]) -> object:
+        return original(args, plugins=[*plugins, Timer()])
+
+    pytest.main = with_timer  # type: ignore[assignment]
+    try:
+        started, cpu = time.perf_counter(), time.process_time()
+        report = grading.grade(reference, performance=False)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        pytest.main = original
+    calls = watch.seconds.get("calls of student code (round trips)", 0.0)
+    examples = watch.seconds.get("hypothesis examples (run)", 0.0)
+    tests = sum(test.seconds for test in report.tests)
+    rows = [
+        ("grader imports (numpy, pytest, hypothesis, autograder)", imports),
+        ("pytest collection", collection[1] - collection[0] if len(collection) == 2 else float("nan")),
+        *[(label, seconds) for label, seconds in watch.seconds.items() if label.startswith("worker")],
+        ("calls of student code (round trips)", calls),
+        ("hypothesis generation and bookkeeping (outside the examples)", tests - examples),
+        ("hidden tests' own work (references, checks, hints)", examples - calls),
+    ]
+    print(f"\nwhere one correctness grading of the reference goes ({wall:.2f} s wall, {cpu:.2f} s CPU here):")
+    for label, seconds in rows:
+        print(f"  {label:62s} {seconds:6.2f} s")
+    print(f"  ({watch.counts.get('calls of student code (round trips)', 0)} calls, {len(report.tests)} tests)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--with-speed", action="store_true")
     parser.add_argument("--worker-starts", type=int, default=10, metavar="N", help="0 to leave this out")
+    parser.add_argument("--breakdown", action="store_true", help="also print where one grading's time goes")
     args = parser.parse_args()
     if args.worker_starts:
         worker_starts(args.worker_starts)
@@ -82,6 +162,8 @@ def main() -> None:
         if args.with_speed:
             seconds, score = _wall([sys.executable, "-m", "autograder", "grade", str(reference), "-q"])
             print(f"{'reference, with speed tests':32s} {seconds:9.2f} {seconds:7.2f}  {score}")
+        if args.breakdown:
+            breakdown(reference)
 
 
 if __name__ == "__main__":

@@ -193,3 +193,20 @@ def test_a_broken_hidden_suite_is_a_grader_error_not_a_zero(tmp_path: Path, monk
     (tmp_path / "weight_sharing.py").write_text("def conv2d(image, kernel):\n    return image\n")
     with pytest.raises(RuntimeError, match="could not be collected"):
         grading.grade(tmp_path / "weight_sharing.py", performance=False)
+
+
+def test_a_stub_ends_each_test_at_its_first_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NotImplementedError is not shrunk: hypothesis used to call a stub hundreds of times per test."""
+    from autograder.sandbox.client import Sandbox
+
+    calls = []
+    original = Sandbox.call
+
+    def counted(self: Sandbox, function: str, *args: object, **kwargs: object) -> object:
+        calls.append(function)
+        return original(self, function, *args, **kwargs)
+
+    monkeypatch.setattr(Sandbox, "call", counted)
+    report = grade(RELEASE_DIR / "weight_sharing.py", performance=False, select="conv2d_layer or layer_")
+    assert report.tests and all(t.mistake == "not-implemented" for t in report.tests)
+    assert len(calls) <= 2 * len(report.tests), f"{len(calls)} calls for {len(report.tests)} tests"

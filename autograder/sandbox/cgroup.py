@@ -16,7 +16,7 @@ import functools
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["SandboxCgroup"]
@@ -69,6 +69,9 @@ class SandboxCgroup:
     """
 
     paths: tuple[Path, ...]
+    #: the open CPU accounting file and its kind (``cpu.stat`` or ``cpuacct.usage``), read with
+    #: ``pread`` on every call of student code: opening the file each time cost 0.5 ms a call
+    _usage: tuple[int, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def create(cls, name: str, *, memory_bytes: int, processes: int, cpus: str = "") -> SandboxCgroup | None:
@@ -137,16 +140,28 @@ class SandboxCgroup:
         script = 'for f in "$@"; do [ "$f" = -- ] && break; echo $$ > "$f" || exit 125; shift; done; shift; exec "$@"'
         return ["/bin/sh", "-c", script, "wsgrade-cgroup", *procs, "--"]
 
+    def _usage_file(self) -> tuple[int, str] | None:
+        if self._usage is None:
+            for path in self.paths:
+                for name in ("cpu.stat", "cpuacct.usage"):
+                    with contextlib.suppress(OSError):
+                        self._usage = (os.open(path / name, os.O_RDONLY | os.O_CLOEXEC), name)
+                        return self._usage
+        return self._usage
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system) used by every process that ran in the cgroup so far."""
-        for path in self.paths:
-            with contextlib.suppress(OSError, ValueError):
-                if (path / "cpu.stat").is_file():
-                    for line in (path / "cpu.stat").read_text().splitlines():
-                        if line.startswith("usage_usec"):
-                            return int(line.split()[1]) / 1e6
-                if (path / "cpuacct.usage").is_file():
-                    return int((path / "cpuacct.usage").read_text()) / 1e9
+        usage = self._usage_file()
+        if usage is None:
+            return 0.0
+        fd, name = usage
+        with contextlib.suppress(OSError, ValueError):
+            text = os.pread(fd, 4096, 0).decode()
+            if name == "cpuacct.usage":
+                return int(text) / 1e9
+            for line in text.splitlines():
+                if line.startswith("usage_usec"):
+                    return int(line.split()[1]) / 1e6
         return 0.0
 
     def oom_killed(self) -> bool:
@@ -186,6 +201,9 @@ class SandboxCgroup:
     def remove(self) -> None:
         """Kill what is left and delete the cgroup folders."""
         self.kill()
+        if self._usage is not None:
+            os.close(self._usage[0])
+            self._usage = None
         for path in self.paths:
             for _ in range(50):
                 try:
