@@ -203,7 +203,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from autograder.integrations import PLATFORMS
 
     try:
-        module = importlib.import_module(PLATFORMS[args.platform])
+        module = importlib.import_module(
+            "autograder.student_kit" if args.platform == "student" else PLATFORMS[args.platform]
+        )
     except ImportError as problem:
         print(
             f"wsgrade: exporting to {args.platform} needs its tools ({problem.name} is missing); "
@@ -343,10 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     similarity.set_defaults(func=_cmd_similarity)
 
-    export = sub.add_parser("export", help="write the problem set for nbgrader, otter-grader or Gradescope")
-    export.add_argument("platform", choices=("nbgrader", "otter", "gradescope"))
+    export = sub.add_parser(
+        "export", help="write the problem set for nbgrader, otter-grader or Gradescope, or the student kit"
+    )
+    export.add_argument("platform", choices=("nbgrader", "otter", "gradescope", "student"))
     export.add_argument(
-        "dest", help="nbgrader: a course folder; otter: a folder; gradescope: the autograder .zip to write"
+        "dest",
+        help="nbgrader: a course folder; otter: a folder; gradescope: the autograder .zip to write; "
+        "student: a folder for the release and the self-check wheel (no reference, no hidden tests)",
     )
     export.add_argument("--force", action="store_true", help="replace what an earlier export wrote")
     export.set_defaults(func=_cmd_export)

@@ -156,6 +156,9 @@ def _student_readme() -> str:
     gpu_points = sum(t.points for t in TASKS if "gpu" in t.tags)
     timed = sum(t.points for t in TASKS if "performance" in t.tags or "gpu" in t.tags)
     allowed = ", ".join(ALLOWED_PACKAGES)
+    from autograder.student_kit import wheel_name  # here: the kit's module imports this one
+
+    kit = wheel_name()
     return f"""# Problem set: weight sharing in convolutional networks
 
 Open `weight_sharing.ipynb` (or edit `weight_sharing.py`; both hold the same functions) and replace
@@ -163,8 +166,24 @@ each `raise NotImplementedError(...)` with your code. The notebook explains ever
 
 ## Check your work
 
+The self-check comes with this folder as `{kit}` (your instructor hands it out; it needs
+Python 3.10 or later and numpy, nothing else). Install it once, in one command:
+
+    pip install {kit}
+
+Then, as often as you like:
+
     pytest test_public.py               # the public examples, run in your own Python
-    wsgrade check weight_sharing.ipynb  # the grader's public tests, in its sandbox, a few seconds
+    wsgrade check weight_sharing.ipynb  # the grader's public tests and its feedback, a few seconds
+
+`wsgrade check` (also `wscheck`; the notebook's "Check Part N" cells call it) runs your code in a
+separate Python process and compares its answers with the grader's, on the grader's public tests,
+with the grader's words. It holds those tests' inputs and expected answers, not the grader's code.
+
+Studying on your own, without a course? Install the instructor package instead (the course
+repository: `./dev.sh setup`, see its README): its `wsgrade grade weight_sharing.ipynb` runs the full
+hidden tests with their feedback, and `wsgrade experiment` the self-study section. Use one or the
+other in an environment, not both: each brings a `wsgrade` command.
 
 The grader runs many more tests than these: generated inputs of every shape (float32 too,
 non-contiguous arrays, strides and paddings), the error cases in the docstrings, and a check that
