@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -165,9 +166,16 @@ def test_cli_check_runs_only_the_public_tests(tmp_path: Path, reference_file: Pa
     assert "Self-check" in result.stdout
 
 
-def test_the_grader_process_never_imports_the_submission(reference_report: GradingReport) -> None:
-    assert reference_report.tests
-    assert "weight_sharing" not in sys.modules
+def test_the_submission_runs_outside_the_grader_process(tmp_path: Path) -> None:
+    """The submission prints its pid and uid while it loads; neither is the grader's (uid: where isolated)."""
+    path = tmp_path / "weight_sharing.py"
+    path.write_text(reference_source() + "\nimport os\nprint('who', os.getpid(), os.getuid())\n")
+    report = grade(path, performance=False, select="conv2d_hand")
+    who = next(line.split() for line in report.output.splitlines() if line.startswith("who "))
+    assert int(who[1]) != os.getpid()
+    if report.sandbox.get("mode") != "process":
+        assert int(who[2]) != os.getuid()
+    assert report.score == report.max_score > 0
 
 
 @pytest.mark.parametrize("points", [1, 4, 6, 7, 8, 10])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import sys
+import os
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -257,10 +258,30 @@ def test_the_grading_budget_stops_further_calls() -> None:
         box.call("ok", (X,), argnames=("x",))
 
 
-def test_the_worker_never_loads_student_code_into_the_grader() -> None:
-    with Sandbox(_module(HOSTILE), FUNCTIONS, FAST) as box:
-        box.call("ok", (X,), argnames=("x",))
-    assert "weight_sharing" not in sys.modules
+WHO = """
+import os
+
+def who():
+    return [os.getpid(), os.getppid(), os.getuid()]
+"""
+
+
+@pytest.mark.parametrize("mode", ["full", "uid", "process"])
+def test_student_code_runs_in_another_process_and_where_isolated_as_another_user(mode: str) -> None:
+    from autograder.sandbox.isolation import choose_isolation
+
+    try:
+        choose_isolation(mode)
+    except ValueError as problem:
+        pytest.skip(f"{mode} isolation is not available here: {problem}")
+    with Sandbox(_module(WHO), ("who",), replace(FAST, isolation=mode)) as box:
+        pid, parent, uid = box.call("who").value
+        host_pid = box._worker.host_pid if box._worker else None
+    assert host_pid is not None and host_pid != os.getpid(), "a worker process, not the grader's"
+    if mode == "process":
+        assert pid == host_pid and parent == os.getpid()
+    else:  # in its own PID namespace (full) or not (uid), and never as the grader's user
+        assert uid != os.getuid(), "student code runs as an unprivileged uid of its own"
 
 
 def test_a_worker_that_cannot_start_is_a_grader_error_not_a_zero(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from autograder.grading import GradingReport, grade
-from autograder.speed import band, near_band_edge
-from autograder.tasks import SPEED_BANDS
+from autograder.sandbox.client import CallResult
+from autograder.speed import EXTRA_ROUNDS, ROUNDS, band, measure_speed, near_band_edge
+from autograder.tasks import SPEED_BANDS, SpeedShape
 from tests.corpus import reference_source, reference_with
 
 NAIVE_FAST = '''
@@ -108,3 +111,63 @@ def test_a_wrong_answer_in_any_timed_round_forfeits_all_of_the_task(tmp_path: Pa
     assert all(t.mistake == "wrong-when-timed" for t in timed), [t.output for t in timed]
     (clock_free,) = [t for t in speed if t not in timed]
     assert clock_free.mistake == "forfeited" and "Task 5.2 is forfeited" in clock_free.output
+
+
+# measure_speed with fake calls: no sandbox, exact times, so every rule is checked exactly.
+
+TINY = SpeedShape("tiny", (1, 1, 4, 4), (1, 1, 3, 3), 1, 0)
+
+
+def _fake(seconds: list[float], seen: list[tuple[np.ndarray, ...]] | None = None) -> Callable[..., CallResult]:
+    """A call that takes the next of ``seconds`` of CPU time (repeating the last) and records its inputs."""
+    times = iter(seconds)
+    last = [seconds[0]]
+
+    def call(inputs: tuple[np.ndarray, ...], timeout: float | None) -> CallResult:
+        last[0] = next(times, last[0])
+        if seen is not None:
+            seen.append(inputs)
+        return CallResult(value=None, output="", mutated=(), seconds=99.0, cpu_seconds=last[0])
+
+    return call
+
+
+def _no_check(mine: CallResult, theirs: CallResult, inputs: tuple[np.ndarray, ...]) -> None:
+    pass
+
+
+@pytest.mark.parametrize(("student_seconds", "ratio"), [(0.1, 1.0), (0.3, 3.0), (0.6, 6.0), (2.0, 20.0)])
+def test_measure_speed_scores_the_median_cpu_time_ratio(student_seconds: float, ratio: float) -> None:
+    verdict = measure_speed(TINY, _fake([student_seconds]), _fake([0.1]), _no_check, seed=7)
+    assert verdict.clock == "CPU", "CPU time, not the 99 s of wall time the fakes report"
+    assert verdict.ratio == pytest.approx(ratio)
+    assert verdict.fraction == band(ratio)[0]
+    assert len(verdict.student) == ROUNDS
+
+
+def test_measure_speed_measures_again_near_a_band_edge_and_uses_fresh_inputs() -> None:
+    seen: list[tuple[np.ndarray, ...]] = []
+    verdict = measure_speed(TINY, _fake([0.205], seen), _fake([0.1]), _no_check, seed=7)
+    assert len(verdict.student) == ROUNDS + EXTRA_ROUNDS, "2.05x is within 15% of the 2x edge"
+    firsts = [inputs[0].tobytes() for inputs in seen]
+    assert len(set(firsts)) == len(firsts) == 1 + ROUNDS + EXTRA_ROUNDS, "the warm-up's and each round's own input"
+
+
+def test_measure_speed_checks_every_timed_round() -> None:
+    rounds: list[int] = []
+
+    def check(mine: CallResult, theirs: CallResult, inputs: tuple[np.ndarray, ...]) -> None:
+        rounds.append(1)
+        if len(rounds) == 4:
+            raise ValueError("wrong in the third timed round")
+
+    with pytest.raises(ValueError, match="third timed round"):
+        measure_speed(TINY, _fake([0.1]), _fake([0.1]), check, seed=7)
+
+
+def test_measure_speed_falls_back_to_wall_time_where_no_cpu_time_is_measured() -> None:
+    def wall(inputs: tuple[np.ndarray, ...], timeout: float | None) -> CallResult:
+        return CallResult(value=None, output="", mutated=(), seconds=0.2, cpu_seconds=None)
+
+    verdict = measure_speed(TINY, wall, _fake([0.1]), _no_check, seed=7)
+    assert verdict.clock == "wall" and verdict.ratio == pytest.approx(2.0)

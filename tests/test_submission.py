@@ -103,3 +103,56 @@ def test_a_huge_notebook_of_failing_cells_gives_a_bounded_report(tmp_path: Path)
     report = grade(tmp_path / "weight_sharing.ipynb", select="test_conv2d_hand", performance=False)
     assert len(report.output) < 20_000
     assert "more notebook cells raised" in report.output
+
+
+# Which file is graded when a folder holds several candidates.
+
+SOLVED = "def conv2d(image, kernel):\n    return image\n"
+
+
+def _folder(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "student"
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_a_folder_with_both_files_grades_the_one_with_fewer_stubs(tmp_path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SOLVED)])
+    folder = _folder(tmp_path, {"weight_sharing.py": STUBS, "weight_sharing.ipynb": nbformat.writes(nb)})
+    submission = load_submission(folder)
+    assert submission.kind == "cells" and submission.cells == (SOLVED,)
+    assert any("graded weight_sharing.ipynb, which has fewer stubs left" in note for note in submission.notes)
+
+
+def test_a_folder_grades_its_only_python_file_whatever_its_name_and_says_so(tmp_path: Path) -> None:
+    submission = load_submission(_folder(tmp_path, {"hw3_final.py": SOLVED, "notes.txt": "hello"}))
+    assert submission.cells == (SOLVED,)
+    assert any("graded hw3_final.py" in note and "weight_sharing.py next time" in note for note in submission.notes)
+
+
+def test_a_nested_weight_sharing_file_is_found_but_macos_and_checkpoint_copies_are_not(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path,
+        {
+            "hw/weight_sharing.py": SOLVED,
+            "__MACOSX/hw/weight_sharing.py": "garbage",
+            "hw/.ipynb_checkpoints/weight_sharing.ipynb": "{}",
+        },
+    )
+    assert load_submission(folder).cells == (SOLVED,)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [{"a.py": SOLVED, "b.py": SOLVED}, {"one/weight_sharing.py": SOLVED, "two/weight_sharing.py": SOLVED}, {}],
+    ids=["two-other-python-files", "two-nested-copies", "empty"],
+)
+def test_an_ambiguous_or_empty_folder_is_not_a_submission(tmp_path: Path, files: dict[str, str]) -> None:
+    folder = _folder(tmp_path, files)
+    folder.mkdir(exist_ok=True)
+    with pytest.raises(SubmissionError, match=r"no weight_sharing\.py or weight_sharing\.ipynb"):
+        load_submission(folder)
