@@ -7,6 +7,7 @@ release); 2 bad usage; 3 the grader itself failed (an internal error, reported i
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_GRADER_ERROR = 0, 1, 2, 3
 EXIT_INTERRUPTED = 128 + 15
+
+_log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "submissions"
 
 
@@ -84,13 +87,28 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         print(f"wsgrade: {problem}", file=sys.stderr)
         return EXIT_GRADER_ERROR
     except Exception as problem:  # the grader itself failed: say so, never blame the student
-        print(f"wsgrade: the grader failed ({type(problem).__name__}: {problem}); please report this", file=sys.stderr)
+        _log.exception("grading %s failed", args.path)
+        print(
+            f"wsgrade: the grader failed ({type(problem).__name__}: {problem}); please report this{_see_log()}",
+            file=sys.stderr,
+        )
         return EXIT_GRADER_ERROR
     print_report(report, console, show_feedback=not args.quiet)
     if getattr(args, "json", None):
         write_results_json(report, Path(args.json))
         console.print(f"wrote {args.json}")
+    if report.internal_errors:
+        count = len(report.internal_errors)
+        print(f"wsgrade: {count} test(s) hit an internal grader error{_see_log()}", file=sys.stderr)
     return EXIT_GRADER_ERROR if report.internal_errors else EXIT_OK
+
+
+#: Where this run's warnings and tracebacks go (None where no log file could be opened).
+_LOG_FILE: Path | None = None
+
+
+def _see_log() -> str:
+    return f"; the traceback is in {_LOG_FILE}" if _LOG_FILE is not None else ""
 
 
 def _cmd_grade_all(args: argparse.Namespace) -> int:
@@ -388,9 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code.
     """
+    from autograder.diagnostics import default_log_file, log_to
     from autograder.interrupt import stop_on_sigterm
 
     args = build_parser().parse_args(argv)
+    global _LOG_FILE
+    _LOG_FILE = default_log_file() if log_to(default_log_file()) is not None else None
     previous = stop_on_sigterm()
     try:
         return int(args.func(args))

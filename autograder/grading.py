@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
 import tempfile
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -28,6 +30,7 @@ import pytest
 
 import autograder
 from autograder import __version__
+from autograder.diagnostics import error_id
 from autograder.feedback import CheckFailed, NotImplementedYet
 from autograder.sandbox.client import Limits, Sandbox, SandboxBroken, SubmissionDoesNotLoad
 from autograder.sandbox.isolation import Exposure
@@ -50,6 +53,8 @@ __all__ = [
     "grade_prepared",
     "require_file_protection",
 ]
+
+_log = logging.getLogger(__name__)
 
 HIDDEN_TESTS = Path(__file__).resolve().parent / "hidden_tests"
 SANDBOX_KEY = pytest.StashKey[Sandbox]()
@@ -78,6 +83,8 @@ class TestResult:
         seconds: how long it ran.
         gated: failed only because the function's answer was wrong, though what the test checks
             held (a rejection test whose valid call was wrong; inputs left alone, answer wrong).
+        traceback: for an internal error, the grader's traceback (for the instructor and the log;
+            never in ``output``, which the student reads: it names hidden test files).
     """
 
     __test__ = False  # not a pytest test class
@@ -94,9 +101,13 @@ class TestResult:
     internal_error: bool = False
     seconds: float = 0.0
     gated: bool = False
+    traceback: str = ""
 
     def to_gradescope(self) -> dict[str, Any]:
-        """This test in Gradescope's ``results.json`` format."""
+        """This test in Gradescope's ``results.json`` format (an internal error's traceback in ``extra_data``)."""
+        extra: dict[str, Any] = {"task": self.task_id, "mistake": self.mistake, "internal_error": self.internal_error}
+        if self.traceback:
+            extra["traceback"] = self.traceback
         return {
             "name": self.name,
             "score": round(self.score, 4),
@@ -105,7 +116,7 @@ class TestResult:
             "output": self.output,
             "visibility": self.visibility,
             "tags": list(self.tags),
-            "extra_data": {"task": self.task_id, "mistake": self.mistake, "internal_error": self.internal_error},
+            "extra_data": extra,
         }
 
 
@@ -410,6 +421,7 @@ class _Record:
     seconds: float
     fraction: float = 0.0
     gated: bool = False
+    traceback: str = ""
 
 
 class _Collector:
@@ -480,7 +492,7 @@ class _Collector:
         if callspec is not None:
             doc += f" [{callspec.id}]"
         tags = tuple(dict.fromkeys((task.function, *marker.kwargs.get("also", ()), *task.tags)))
-        status, output, mistake, internal, fraction, gated = "passed", "", None, False, 0.0, False
+        status, output, mistake, internal, fraction, gated, trace = "passed", "", None, False, 0.0, False, ""
         notes = [str(value) for key, value in report.user_properties if key == "feedback"]
         if report.passed:
             output = "\n".join(notes)
@@ -498,9 +510,12 @@ class _Collector:
             else:
                 internal = True
                 error = call.excinfo.value if call.excinfo else None
+                trace = "".join(traceback.format_exception(error)) if error is not None else str(report.longrepr)
+                ident = error_id(item.nodeid, trace)
+                _log.error("internal error %s in %s:\n%s", ident, item.nodeid, trace.rstrip())
                 output = (
                     "The grader could not finish this test (an internal error, not a problem with your code; "
-                    f"it has been reported): {type(error).__name__}: {error}"
+                    f"it has been reported as grader error {ident}): {type(error).__name__}: {error}"
                 )
         if len(output) > _OUTPUT_LIMIT:
             output = output[:_OUTPUT_LIMIT] + "\n[... feedback cut]"
@@ -518,6 +533,7 @@ class _Collector:
             report.duration,
             fraction,
             gated,
+            trace if internal else "",
         )
 
 
@@ -710,6 +726,7 @@ def grade_prepared(
                 record.internal_error,
                 record.seconds,
                 record.gated,
+                record.traceback,
             )
         )
     tests = _apply_forfeits(tests)

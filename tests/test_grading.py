@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -218,3 +219,41 @@ def test_a_stub_ends_each_test_at_its_first_call(monkeypatch: pytest.MonkeyPatch
     report = grade(RELEASE_DIR / "weight_sharing.py", performance=False, select="conv2d_layer or layer_")
     assert report.tests and all(t.mistake == "not-implemented" for t in report.tests)
     assert len(calls) <= 2 * len(report.tests), f"{len(calls)} calls for {len(report.tests)} tests"
+
+
+def test_an_internal_error_keeps_its_traceback_for_the_instructor_not_the_student(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+    import shutil
+
+    import autograder.grading as grading
+    from autograder.diagnostics import log_to
+
+    suite = tmp_path / "hidden_tests"
+    shutil.copytree(grading.HIDDEN_TESTS, suite, ignore=shutil.ignore_patterns("test_*.py", "__pycache__"))
+    (suite / "test_buggy.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.graded('1.1')\n"
+        "def test_buggy_check(sub):\n"
+        "    '''a check with a bug in it'''\n"
+        "    secret_table = {}\n"
+        "    secret_table['no such key']\n"
+    )
+    monkeypatch.setattr(grading, "HIDDEN_TESTS", suite)
+    (tmp_path / "weight_sharing.py").write_text("def conv2d(image, kernel):\n    return image\n")
+    handler = log_to(tmp_path / "grader.log")
+    try:
+        report = grading.grade(tmp_path / "weight_sharing.py", performance=False)
+    finally:
+        if handler is not None:
+            logging.getLogger("autograder").removeHandler(handler)
+            handler.close()
+    (broken,) = report.internal_errors
+    ident = re.search(r"grader error ([0-9a-f]{8})", broken.output)
+    assert ident, broken.output
+    assert "secret_table" not in broken.output and "test_buggy.py" not in broken.output, "no hidden source"
+    assert "secret_table['no such key']" in broken.traceback
+    assert broken.to_gradescope()["extra_data"]["traceback"] == broken.traceback
+    log = (tmp_path / "grader.log").read_text()
+    assert ident.group(1) in log and "secret_table['no such key']" in log
