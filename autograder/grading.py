@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -55,6 +55,13 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+#: A test's verdict, as Gradescope names them.
+TestStatus = Literal["passed", "failed", "skipped"]
+#: ``grade``: every test, with points; ``check``: the public tests only (the student's self-check).
+GradingMode = Literal["grade", "check"]
+#: The GPU tests: ``auto`` where CuPy sees a device, ``require`` or ``off``.
+GpuChoice = Literal["auto", "require", "off"]
 
 HIDDEN_TESTS = Path(__file__).resolve().parent / "hidden_tests"
 SANDBOX_KEY = pytest.StashKey[Sandbox]()
@@ -93,7 +100,7 @@ class TestResult:
     task_id: str
     score: float
     max_score: float
-    status: str
+    status: TestStatus
     output: str
     visibility: str
     tags: tuple[str, ...]
@@ -141,7 +148,7 @@ class GradingReport:
     output: str
     origin: str
     sha256: str
-    mode: str = "grade"
+    mode: GradingMode = "grade"
     grader_version: str = __version__
     limits: dict[str, Any] = field(default_factory=dict)
     sandbox: dict[str, Any] = field(default_factory=dict)
@@ -340,7 +347,7 @@ def _apply_forfeits(tests: list[TestResult]) -> list[TestResult]:
     return result
 
 
-def submission_exposure(gpu: str) -> Exposure:
+def submission_exposure(gpu: GpuChoice) -> Exposure:
     """What the student's worker may see: numpy, and CuPy with the GPU's devices where 5.3 runs.
 
     Args:
@@ -414,7 +421,7 @@ class _Record:
     weight: float
     public: bool
     tags: tuple[str, ...]
-    status: str
+    status: TestStatus
     output: str
     mistake: str | None
     internal_error: bool
@@ -428,7 +435,7 @@ class _Collector:
     """A pytest plugin that records each graded test's verdict and hands the sandbox to the tests."""
 
     def __init__(
-        self, sandbox: Sandbox, public_only: bool, performance: bool, gpu: str, missing: dict[str, str]
+        self, sandbox: Sandbox, public_only: bool, performance: bool, gpu: GpuChoice, missing: dict[str, str]
     ) -> None:
         self.sandbox = sandbox
         self.missing = missing
@@ -492,7 +499,8 @@ class _Collector:
         if callspec is not None:
             doc += f" [{callspec.id}]"
         tags = tuple(dict.fromkeys((task.function, *marker.kwargs.get("also", ()), *task.tags)))
-        status, output, mistake, internal, fraction, gated, trace = "passed", "", None, False, 0.0, False, ""
+        status: TestStatus = "passed"
+        output, mistake, internal, fraction, gated, trace = "", None, False, 0.0, False, ""
         notes = [str(value) for key, value in report.user_properties if key == "feedback"]
         if report.passed:
             output = "\n".join(notes)
@@ -602,7 +610,7 @@ def _run_pytest(
     *,
     public_only: bool,
     performance: bool,
-    gpu: str,
+    gpu: GpuChoice,
     select: str | None,
     pytest_args: list[str],
 ) -> tuple[_Collector, str]:
@@ -640,7 +648,7 @@ def grade_prepared(
     *,
     public_only: bool = False,
     performance: bool = True,
-    gpu: str = "auto",
+    gpu: GpuChoice = "auto",
     limits: Limits | None = None,
     select: str | None = None,
     pytest_args: list[str] | None = None,

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "EXAMPLE_TAG",
@@ -65,7 +65,7 @@ class PreparedSubmission:
             (1-based, as a student counts in Jupyter); empty for a module.
     """
 
-    kind: str
+    kind: Literal["module", "cells"]
     cells: tuple[str, ...]
     filename: str
     origin: str
@@ -224,6 +224,7 @@ def _prepare_file(path: Path, origin: str, notes: list[str]) -> PreparedSubmissi
     text = _read_text(path)
     examples: list[int] = []
     positions: list[int] = []
+    kind: Literal["module", "cells"]
     if path.suffix == ".ipynb":
         cells, removed = notebook_code_cells(text, name=path.name, examples=examples, positions=positions)
         if removed:

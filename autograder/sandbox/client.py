@@ -31,6 +31,7 @@ from autograder.sandbox.isolation import (
     INNER_WORKER,
     Exposure,
     Isolation,
+    Requested,
     Tightened,
     UidLease,
     choose_isolation,
@@ -120,7 +121,7 @@ class Limits:
     processes: int = 64
     home_bytes: int = 64 * 1024**2
     cpus: str = ""
-    isolation: str = "auto"
+    isolation: Requested = "auto"
 
     def wall_limit(self, cpu_limit: float) -> float:
         """The wall-clock backstop for a CPU-time limit."""

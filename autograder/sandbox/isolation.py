@@ -62,6 +62,7 @@ __all__ = [
     "MODES",
     "Exposure",
     "Isolation",
+    "Requested",
     "Tightened",
     "UidLease",
     "bwrap_executable",
@@ -77,7 +78,9 @@ __all__ = [
 ]
 
 Mode = Literal["full", "uid", "user-namespaces", "process"]
-MODES = ("auto", "full", "uid", "user-namespaces", "process")
+#: What may be asked for: a mode, or ``auto`` (the strongest this machine allows).
+Requested = Literal["auto", "full", "uid", "user-namespaces", "process"]
+MODES: tuple[Requested, ...] = ("auto", "full", "uid", "user-namespaces", "process")
 #: Where the worker's folder (worker.py, config.json) and the allowed packages appear in the new root.
 INNER_WORKER = "/opt/wsgrade"
 INNER_SITE = "/opt/site"
@@ -214,7 +217,7 @@ def _probe() -> dict[str, bool]:
     }
 
 
-def choose_isolation(requested: str = "auto") -> Isolation:
+def choose_isolation(requested: Requested | str = "auto") -> Isolation:
     """The strongest isolation this machine allows (or the one requested, if it is available).
 
     ``auto`` never picks ``process`` where a stronger mode works.
