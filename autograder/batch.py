@@ -19,19 +19,24 @@ student's code, and the row says which worker and which isolation graded it.
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import statistics
 import sys
+import tempfile
 import threading
 import time
+import unicodedata
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager, suppress
@@ -61,6 +66,8 @@ __all__ = [
     "GradingOptions",
     "GradingOutcome",
     "JobLoader",
+    "OutputBusy",
+    "OutputUnusable",
     "Status",
     "class_report",
     "entry_digest",
@@ -68,6 +75,8 @@ __all__ = [
     "list_entries",
     "lost_outcome",
     "open_gradebook",
+    "remove_abandoned_scratch",
+    "student_id",
 ]
 
 Status = Literal["graded", "not-a-submission", "grader-error"]
@@ -111,9 +120,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # GradingOptions.fingerprint(): a grading counts as current only for the same options
         "ALTER TABLE gradings ADD COLUMN options TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        # the entry's name as handed in (`王伟.py`, `_..`), beside the file-safe student id
+        "ALTER TABLE gradings ADD COLUMN entry TEXT NOT NULL DEFAULT ''",
+    ),
 )
 _HASH_LIMIT = 64 * 1024 * 1024  # bytes hashed per file; beyond it only the size counts
-_ID = re.compile(r"[^A-Za-z0-9._-]+")
+_ID_BYTES = 200  # UTF-8 bytes of an id, well inside the 255 of a file name (and a hash tag's room)
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)), *(f"LPT{n}" for n in range(1, 10))}
 
 
 def open_gradebook(path: Path) -> sqlite3.Connection:
@@ -139,8 +153,37 @@ def open_gradebook(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def student_id(name: str) -> str:
+    """A readable student id for an entry's name, safe as a folder name on any file system.
+
+    Letters, digits and combining marks of every script are kept (``王伟``, ``José`` in Unicode's
+    composed form, ``प्रिया``), and ``.``, ``_`` and ``-`` inside the name; anything else becomes
+    ``_``, and the ends lose their dots, dashes and underscores (never ``.`` or ``..``). Where that
+    changed the name, a short hash of the original is appended, so that two names that clean up
+    alike (``José`` typed decomposed and composed, ``a b`` and ``a+b``, ``_..`` and ``..``) stay
+    two students.
+
+    Args:
+        name: the entry's name without its extension (a file's stem, a folder's name).
+
+    Returns:
+        The id: the name itself where it was already safe.
+    """
+    composed = unicodedata.normalize("NFC", name)
+    kept = (c if c.isalnum() or c in "._-" or unicodedata.category(c).startswith("M") else "\0" for c in composed)
+    cleaned = re.sub("\0+", "_", "".join(kept)).strip("._-")
+    while len(cleaned.encode()) > _ID_BYTES:  # file names are at most 255 bytes
+        cleaned = cleaned[:-1].rstrip("._-")
+    if cleaned.upper().partition(".")[0] in _RESERVED:  # Windows device names: CON, NUL, COM1, ...
+        cleaned = f"{cleaned}_"
+    if cleaned == name:
+        return cleaned
+    tag = hashlib.sha256(os.fsencode(name)).hexdigest()[:6]
+    return f"{cleaned or 'unnamed'}-{tag}"
+
+
 def list_entries(folder: Path) -> list[tuple[str, Path]]:
-    """The students of a submissions folder, sorted: ``(student id, path)``.
+    """The students of a submissions folder, sorted: ``(student id, path)`` (see :func:`student_id`).
 
     Args:
         folder: the folder.
@@ -149,16 +192,23 @@ def list_entries(folder: Path) -> list[tuple[str, Path]]:
         One pair per entry (hidden entries are ignored).
 
     Raises:
-        ValueError: if two entries map to the same student id.
+        ValueError: if two entries are the same student (``ada.py`` and ``ada.zip``), also where
+            only letter case tells them apart (they would share a folder on macOS or Windows).
     """
     entries: dict[str, Path] = {}
+    folded: dict[str, str] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.name == "__MACOSX":
             continue
-        student = _ID.sub("_", path.stem if path.is_file() else path.name).strip("_") or "unnamed"
-        if student in entries:
-            raise ValueError(f"{entries[student].name} and {path.name} are both student {student!r}; rename one")
+        student = student_id(path.stem if path.is_file() else path.name)
+        other = folded.get(student.casefold())
+        if other is not None:
+            raise ValueError(
+                f"{entries[other].name!r} and {path.name!r} are both student {student!r} (letter case aside); "
+                "rename one, or move the one that should not be graded out of the folder"
+            )
         entries[student] = path
+        folded[student.casefold()] = student
     return list(entries.items())
 
 
@@ -381,7 +431,7 @@ class Engine(Protocol):
         """Where the gradings in flight stand."""
         ...
 
-    def results(self, jobs: Iterable[GradingJob]) -> Iterator[FinishedGrading | None]:
+    def results(self, jobs: Iterable[GradingJob]) -> Generator[FinishedGrading | None, None, None]:
         """Grade ``jobs``: each finished grading once, in the order they finish; None about once a second."""
         ...
 
@@ -404,21 +454,22 @@ class EngineState:
 class _PoolEngine:
     """Gradings in a local pool of spawned processes; a dead process costs a retry, then its student."""
 
-    def __init__(self, jobs: int, prepare: JobLoader) -> None:
+    def __init__(self, jobs: int, prepare: JobLoader, scratch: Path) -> None:
         self.jobs = max(1, jobs)
         self.prepare = prepare
+        self.scratch = scratch
         self.running = 0
         self.retried = 0
 
     def state(self) -> EngineState:
         return EngineState(self.running, self.jobs, self.retried)
 
-    def results(self, jobs: Iterable[GradingJob]) -> Iterator[FinishedGrading | None]:
+    def results(self, jobs: Iterable[GradingJob]) -> Generator[FinishedGrading | None, None, None]:
         queue: deque[GradingJob] = deque(jobs)
         deaths: Counter[str] = Counter()
         loaded: dict[str, tuple[PreparedSubmission, tuple[Any, ...]]] = {}
         while queue:
-            with _pool(self.jobs) as pool:
+            with _pool(self.jobs, self.scratch) as pool:
                 pending: dict[Future[GradingOutcome], GradingJob] = {}
                 broken = False
                 while (queue and not broken) or pending:
@@ -461,24 +512,54 @@ class _PoolEngine:
 
 
 @contextmanager
-def _pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent)
+def _pool(jobs: int, scratch: Path) -> Iterator[ProcessPoolExecutor]:
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_pool_process, initargs=(str(scratch),)
+    )
     try:
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _die_with_parent() -> None:
-    """A pool process gets SIGTERM when grade-all dies (even by SIGKILL), and so closes its sandboxes."""
+def _start_pool_process(scratch: str) -> None:
+    """Set up a pool process: its temporary files go in the run's scratch folder, and it dies with
+    grade-all (even one killed by SIGKILL).
+
+    Its parent's death sends it SIGTERM (``PR_SET_PDEATHSIG``, Linux), which unwinds the grading
+    like Ctrl-C and so closes its sandboxes; but the pool's own loop would then wait for the next
+    grading for ever, so a watchdog thread ends the process once its parent is gone.
+    """
     import ctypes
     import signal
 
     from autograder.interrupt import stop_on_sigterm
 
-    with suppress(OSError, AttributeError):  # not Linux: the pool then outlives a killed grade-all
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = scratch
+    told = False
+    with suppress(OSError, AttributeError):  # not Linux: the watchdog alone, within a second
+        told = ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM)) == 0  # PR_SET_PDEATHSIG
     stop_on_sigterm()
+    watchdog = threading.Thread(target=_exit_without_parent, args=(os.getppid(), told), daemon=True)
+    watchdog.start()
+
+
+#: Seconds an orphaned pool process has to close its sandboxes before it exits anyway.
+_ORPHAN_GRACE_S = 10.0
+
+
+def _exit_without_parent(parent: int, told: bool) -> None:
+    """A pool process's watchdog: once grade-all is gone, unwind the grading (SIGTERM, unless the
+    kernel sent it already) and exit after a grace period, even if the pool's loop still waits."""
+    import signal
+
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    if not told:
+        os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(_ORPHAN_GRACE_S)
+    os._exit(128 + signal.SIGTERM)
 
 
 #: Gradings of one student that may kill their pool process before it counts as a grader error.
@@ -491,13 +572,17 @@ def _write_student_files(out_dir: Path, done: FinishedGrading) -> None:
     from autograder.similarity import CODE_FILE, submitted_code
 
     folder = out_dir / "students" / done.job.student
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(done.outcome.results(), folder / "results.json")
-    write_text_atomic(done.outcome.feedback(), folder / "feedback.md")
-    if done.submission is not None:  # for `wsgrade similarity OUT`; never affects the grade
-        write_text_atomic(submitted_code(done.submission), folder / CODE_FILE)
-    else:  # an older copy would stand for an entry that is no longer a submission
-        (folder / CODE_FILE).unlink(missing_ok=True)
+    with _guard(folder, out_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    with _guard(folder / "results.json", out_dir):
+        write_json_atomic(done.outcome.results(), folder / "results.json")
+    with _guard(folder / "feedback.md", out_dir):
+        write_text_atomic(done.outcome.feedback(), folder / "feedback.md")
+    with _guard(folder / CODE_FILE, out_dir):
+        if done.submission is not None:  # for `wsgrade similarity OUT`; never affects the grade
+            write_text_atomic(submitted_code(done.submission), folder / CODE_FILE)
+        else:  # an older copy would stand for an entry that is no longer a submission
+            (folder / CODE_FILE).unlink(missing_ok=True)
 
 
 def _record(connection: sqlite3.Connection, job: GradingJob, outcome: GradingOutcome, options: str) -> None:
@@ -507,8 +592,8 @@ def _record(connection: sqlite3.Connection, job: GradingJob, outcome: GradingOut
         connection.execute("UPDATE gradings SET current = 0 WHERE student = ? AND current = 1", (job.student,))
         cursor = connection.execute(
             "INSERT INTO gradings (student, content_sha256, grader_version, started_at, finished_at, status, score, "
-            "max_score, execution_time, output, worker, isolation, options) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "max_score, execution_time, output, worker, isolation, options, entry) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.student,
                 job.digest,
@@ -523,6 +608,7 @@ def _record(connection: sqlite3.Connection, job: GradingJob, outcome: GradingOut
                 outcome.worker,
                 outcome.isolation,
                 options,
+                job.path.name,
             ),
         )
         connection.executemany(
@@ -549,18 +635,20 @@ def _write_grades_csv(connection: sqlite3.Connection, path: Path) -> None:
 
     parts = {part: f"part{part}" for part in PARTS}
     rows = connection.execute(
-        "SELECT g.student, g.score, g.status, t.task_id, t.score FROM gradings g "
+        "SELECT g.student, g.entry, g.score, g.status, t.task_id, t.score FROM gradings g "
         "LEFT JOIN test_results t ON t.grading_id = g.id WHERE g.current = 1 ORDER BY g.student"
     ).fetchall()
     table: dict[str, dict[str, Any]] = {}
-    for student, total, status, task_id, score in rows:
-        entry = table.setdefault(student, {"student": student, "total": round(total, 2), "status": status})
+    for student, name, total, status, task_id, score in rows:
+        entry = table.setdefault(
+            student, {"student": student, "total": round(total, 2), "status": status, "entry": name}
+        )
         entry.update({column: entry.get(column, 0.0) for column in parts.values()})
         if task_id:
             column = parts[int(task_id.split(".")[0])]
             entry[column] = round(entry[column] + score, 4)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, ["student", "total", *parts.values(), "status"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, ["student", "total", *parts.values(), "status", "entry"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(table.values())
     write_text_atomic(buffer.getvalue(), path)
@@ -655,63 +743,198 @@ def grade_all(
     if gpu == "require" and cluster is None and not gpu_available():  # on a cluster, the workers' GPUs count
         raise GpuUnavailable("--gpu require: CuPy with a CUDA device is needed, and none is usable here")
     started = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
     options = GradingOptions(limits or Limits(), performance, gpu, select)
     fingerprint = options.fingerprint()
     entries = list_entries(submissions)
-    prepare = JobLoader(options, (out_dir.resolve(), submissions.resolve()))
-    with closing(open_gradebook(out_dir / "gradebook.sqlite")) as connection:
-        current = {
-            student: (digest, saved)
-            for student, digest, saved in connection.execute(
-                "SELECT student, content_sha256, options FROM gradings "
-                "WHERE current = 1 AND grader_version = ? AND status != 'grader-error'",
-                (__version__,),
-            )
-        }
-        todo, skipped = [], []
-        for student, path in entries:
-            digest = entry_digest(path)
-            if not regrade and current.get(student) == (digest, fingerprint):
-                skipped.append(student)
-            else:
-                todo.append(GradingJob(student, path, digest))
-        graded: list[str] = []
-        failed: list[str] = []
-        with _engine(jobs, cluster, prepare) as engine:
-
-            def report(last: GradingOutcome | None) -> None:
-                if on_progress:
-                    state = engine.state()
-                    on_progress(
-                        BatchProgress(
-                            len(graded), len(todo), state.running, len(failed), state.workers, state.retried, last
-                        )
+    gradebook = out_dir / "gradebook.sqlite"
+    with _guard(out_dir, out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    with _lock_output(out_dir), _run_scratch() as scratch:
+        with _guard(gradebook, out_dir):
+            connection = open_gradebook(gradebook)
+        with closing(connection):
+            with _guard(gradebook, out_dir):
+                current = {
+                    student: (digest, saved)
+                    for student, digest, saved in connection.execute(
+                        "SELECT student, content_sha256, options FROM gradings "
+                        "WHERE current = 1 AND grader_version = ? AND status != 'grader-error'",
+                        (__version__,),
                     )
+                }
+            todo, skipped = [], []
+            for student, path in entries:
+                digest = entry_digest(path)
+                if not regrade and current.get(student) == (digest, fingerprint):
+                    skipped.append(student)
+                else:
+                    todo.append(GradingJob(student, path, digest))
+            graded: list[str] = []
+            failed: list[str] = []
+            prepare = JobLoader(options, (out_dir.resolve(), submissions.resolve()))
+            with _engine(jobs, cluster, prepare, scratch) as engine:
 
-            report(None)
-            for done in engine.results(todo):
-                if done is None:
-                    report(None)
-                    continue
-                _write_student_files(out_dir, done)
-                _record(connection, done.job, done.outcome, fingerprint)
-                graded.append(done.job.student)
-                if done.outcome.status == "grader-error":
-                    failed.append(done.job.student)
-                report(done.outcome)
-        _write_grades_csv(connection, out_dir / "grades.csv")
+                def report(last: GradingOutcome | None) -> None:
+                    if on_progress:
+                        state = engine.state()
+                        on_progress(
+                            BatchProgress(
+                                len(graded), len(todo), state.running, len(failed), state.workers, state.retried, last
+                            )
+                        )
+
+                report(None)
+                with closing(engine.results(todo)) as results:
+                    for done in results:
+                        if done is None:
+                            report(None)
+                            continue
+                        _write_student_files(out_dir, done)
+                        with _guard(gradebook, out_dir):
+                            _record(connection, done.job, done.outcome, fingerprint)
+                        graded.append(done.job.student)
+                        if done.outcome.status == "grader-error":
+                            failed.append(done.job.student)
+                        report(done.outcome)
+                with _guard(out_dir / "grades.csv", out_dir):
+                    _write_grades_csv(connection, out_dir / "grades.csv")
     return BatchSummary(tuple(graded), tuple(skipped), tuple(failed), time.perf_counter() - started)
 
 
+class OutputUnusable(RuntimeError):
+    """grade-all cannot go on with its output folder (a full disk, a damaged gradebook, no rights).
+
+    The message names the file and says what to do; everything recorded before is kept.
+    """
+
+
+class OutputBusy(RuntimeError):
+    """Another grade-all holds the output folder's lock."""
+
+
+_LOCK_FILE = ".grade-all.lock"
+
+
 @contextmanager
-def _engine(jobs: int, cluster: str | None, prepare: JobLoader) -> Iterator[Engine]:
+def _lock_output(out_dir: Path) -> Iterator[None]:
+    """Hold ``OUT/.grade-all.lock`` (an ``flock``, released by the kernel if this process dies)."""
+    path = out_dir / _LOCK_FILE
+    with _guard(path, out_dir):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 1000, 0).decode(errors="replace").strip() or "a process that has not said which"
+            raise OutputBusy(
+                f"{out_dir} is being graded by another grade-all ({holder}); two runs on one folder would grade "
+                "every student twice. Wait for it to finish (or stop it), then run again: this run would only "
+                "grade what that one leaves to do"
+            ) from None
+        with suppress(OSError):  # who holds it, for the message above; a full disk must not stop the run
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {_now()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+#: Each run's scratch folder in the temporary folder: every sandbox, hypothesis home and reference
+#: twin of its pool processes (or local cluster's workers) lives inside, and its ``lock`` is held
+#: while the run lives. A later run removes those whose lock is free: an earlier run was killed.
+_RUN_PREFIX = "wsgrade-run-"
+_RUN_LOCK = "lock"
+_UNLOCKED_GRACE_S = 600  # a folder without its lock file yet may be a run starting this very moment
+
+
+@contextmanager
+def _run_scratch() -> Iterator[Path]:
+    base = Path(tempfile.gettempdir())
+    remove_abandoned_scratch(base)
+    folder = Path(tempfile.mkdtemp(prefix=_RUN_PREFIX, dir=base))
+    folder.chmod(0o755)  # a sandbox uid passes through to its own scratch folder inside
+    fd = os.open(folder / _RUN_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+
+
+def remove_abandoned_scratch(base: Path) -> list[Path]:
+    """Remove the scratch folders of grade-all runs that were killed (their lock is free).
+
+    Args:
+        base: the temporary folder the runs used.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    for folder in base.glob(f"{_RUN_PREFIX}*"):
+        try:
+            fd = os.open(folder / _RUN_LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            with suppress(OSError):
+                if time.time() - folder.stat().st_mtime > _UNLOCKED_GRACE_S:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live run
+        finally:
+            os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+@contextmanager
+def _guard(file: Path, out_dir: Path) -> Iterator[None]:
+    """Turn a failure to write ``file`` (or read the gradebook) into :class:`OutputUnusable`."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as problem:
+        raise OutputUnusable(_explain(problem, file, out_dir)) from problem
+
+
+def _explain(problem: OSError | sqlite3.Error, file: Path, out_dir: Path) -> str:
+    gradebook = out_dir / "gradebook.sqlite"
+    code = getattr(problem, "sqlite_errorcode", None)
+    kept = f"Every student recorded before is kept in {gradebook}"
+    if (isinstance(problem, OSError) and problem.errno in (errno.ENOSPC, errno.EDQUOT)) or code == sqlite3.SQLITE_FULL:
+        try:
+            free = f"{shutil.disk_usage(out_dir).free / 1024**2:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        return (
+            f"{file}: the disk (or quota) holding {out_dir} is full ({free}). {kept}; free some space there, then run "
+            "the same command again: it goes on with the students not yet recorded"
+        )
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return (
+            f"{gradebook} is damaged ({problem}); nothing more was written to it. Move it aside "
+            f"(mv {gradebook} {gradebook}.damaged) and run again: every student is then regraded into a new "
+            f"gradebook. Rows may be saved from the old one with: sqlite3 {gradebook}.damaged .recover | "
+            "sqlite3 recovered.sqlite"
+        )
+    reason = problem.strerror if isinstance(problem, OSError) and problem.strerror else str(problem)
+    return f"{file} cannot be written or read ({reason}). {kept}; fix that, then run the same command again"
+
+
+@contextmanager
+def _engine(jobs: int, cluster: str | None, prepare: JobLoader, scratch: Path) -> Iterator[Engine]:
     if cluster is None:
-        yield _PoolEngine(jobs, prepare)
+        yield _PoolEngine(jobs, prepare, scratch)
         return
     from autograder.cluster import ClusterEngine, connect
 
-    with connect(cluster) as client:
+    with connect(cluster, scratch=scratch) as client:
         yield ClusterEngine(client, prepare)
 
 

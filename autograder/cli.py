@@ -116,7 +116,7 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from autograder.batch import BatchProgress, class_report, grade_all
+    from autograder.batch import BatchProgress, OutputBusy, OutputUnusable, class_report, grade_all
     from autograder.cluster import ClusterUnavailable
     from autograder.grading import GpuUnavailable, UnisolatedRefused
 
@@ -157,7 +157,7 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
                 allow_unisolated=args.allow_unisolated,
                 on_progress=None if args.quiet else on_progress,
             )
-        except (ValueError, UnisolatedRefused, ClusterUnavailable) as problem:
+        except (ValueError, UnisolatedRefused, ClusterUnavailable, OutputBusy, OutputUnusable) as problem:
             print(f"wsgrade: {problem}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except GpuUnavailable as problem:

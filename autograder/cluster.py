@@ -22,8 +22,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autograder import batch
@@ -84,11 +85,12 @@ def parse_local(spec: str) -> int | None:
 
 
 @contextmanager
-def connect(spec: str) -> Iterator[Client]:
+def connect(spec: str, *, scratch: Path | None = None) -> Iterator[Client]:
     """A Dask client for ``spec``: a new local cluster (``local:N``) or a running scheduler's address.
 
     Args:
         spec: ``local:N`` or an address such as ``tcp://head-node:8786``.
+        scratch: the run's scratch folder, the temporary folder of a new local cluster's workers.
 
     Yields:
         The client; the local cluster, if one was made, is closed on the way out.
@@ -118,7 +120,12 @@ def connect(spec: str) -> Iterator[Client]:
         return
     with dask.config.set(SCHEDULER_SETTINGS):
         cluster = LocalCluster(
-            n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None, memory_limit=0
+            n_workers=workers,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            memory_limit=0,
+            **({"local_directory": str(scratch), "env": {"TMPDIR": str(scratch)}} if scratch else {}),
         )
     with cluster, Client(cluster) as client:
         yield client
@@ -150,7 +157,7 @@ class ClusterEngine:
     def _slots(self) -> int:
         return sum(self.client.nthreads().values())
 
-    def results(self, jobs: Iterable[GradingJob]) -> Iterator[FinishedGrading | None]:
+    def results(self, jobs: Iterable[GradingJob]) -> Generator[FinishedGrading | None, None, None]:
         """Grade ``jobs`` on the cluster; see :class:`autograder.batch.Engine`."""
         from distributed import wait
         from distributed.scheduler import KilledWorker
