@@ -173,8 +173,18 @@ def notebook_code_cells(
     """
     try:
         notebook = json.loads(text)
+        if isinstance(notebook, dict) and isinstance(notebook.get("nbformat"), int) and notebook["nbformat"] < 4:
+            # An old format (cells inside "worksheets", code in "input"): nbformat converts it. A
+            # current one is read as it is: nbformat's reader drops the code of a cell it finds
+            # malformed, and nothing a student wrote may be lost.
+            import nbformat
+
+            try:
+                notebook = nbformat.convert(nbformat.from_dict(notebook), 4)
+            except nbformat.ValidationError as problem:
+                raise ValueError(str(problem).splitlines()[0]) from None
         cells = notebook["cells"]
-    except (json.JSONDecodeError, KeyError, TypeError) as problem:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as problem:
         raise SubmissionError(f"{name} is not a valid Jupyter notebook ({problem}); {_EXPECTED}") from None
     return code_cells(cells if isinstance(cells, list) else [], examples=examples, positions=positions)
 

@@ -15,7 +15,7 @@ from autograder.checks import UNCHANGED_FIRST
 from autograder.grading import GradingReport, TestResult, grade
 from autograder.release import build_release, solution_notebook
 from autograder.report import feedback_markdown, print_report
-from autograder.submission import notebook_code_cells
+from autograder.submission import SubmissionError, notebook_code_cells
 from tests.corpus import reference_source
 
 
@@ -116,3 +116,26 @@ def test_cells_are_numbered_among_all_cells_and_magic_lines_keep_line_numbers() 
 @pytest.mark.parametrize("words", ["100 points where the grader has no GPU", "the total is\n104", "is 94"])
 def test_the_student_rubric_says_how_the_total_is_formed(words: str) -> None:
     assert words in build_release()["README.md"]
+
+
+def test_an_old_format_notebook_is_converted_and_a_sloppy_current_one_loses_nothing() -> None:
+    v3 = {
+        "nbformat": 3,
+        "nbformat_minor": 0,
+        "metadata": {},
+        "worksheets": [
+            {
+                "cells": [
+                    {"cell_type": "markdown", "source": "# hi"},
+                    {"cell_type": "code", "input": "x = 1", "outputs": []},
+                ]
+            }
+        ],
+    }
+    positions: list[int] = []
+    assert notebook_code_cells(json.dumps(v3), positions=positions)[0] == ("x = 1\n",) and positions == [2]
+    broken = {**v3, "worksheets": [{"cells": [{"cell_type": "code", "input": "x = 1"}]}]}
+    with pytest.raises(SubmissionError, match="not a valid Jupyter notebook"):
+        notebook_code_cells(json.dumps(broken))
+    sloppy = {"nbformat": 4, "cells": [{"cell_type": "code", "source": "y = 2"}]}  # no metadata anywhere
+    assert notebook_code_cells(json.dumps(sloppy))[0] == ("y = 2\n",)
