@@ -289,13 +289,17 @@ def check_layer(
     x: object = None,
     weight: object = None,
     bias: object = None,
+    defaults: bool = False,
 ) -> None:
     """Call ``function`` (conv2d_layer or conv2d_fast) on a case and check it against the reference.
 
     ``x``, ``weight`` and ``bias``, where given, are what is sent instead of the case's arrays: the
-    same values in another memory layout (see :func:`maybe_views`).
+    same values in another memory layout (see :func:`maybe_views`). ``defaults`` sends only ``x`` and
+    ``weight``, for a case with no bias, stride 1 and padding 0 (the contract's defaults).
     """
-    kwargs = {**c.kwargs, "bias": c.bias if bias is None else bias}
+    if defaults and (c.bias is not None or c.stride != 1 or c.padding != 0):
+        raise ValueError(f"defaults=True needs a case with bias None, stride 1, padding 0, not {c.kwargs}")
+    kwargs = {} if defaults else {**c.kwargs, "bias": c.bias if bias is None else bias}
     outcome = getattr(sub, function)(c.x if x is None else x, c.weight if weight is None else weight, **kwargs)
     c64 = LayerCase(
         c.x.astype(np.float64),
@@ -336,12 +340,14 @@ def layer_in_any_layout(
 
 
 def layer_realistic_size(sub: SubmissionProxy, ref: ModuleType, function: str) -> None:
-    """Three 2x3x12x11 inputs with four 3x3 filters, padding 1 (the first one Fortran-ordered)."""
+    """Three 2x3x12x11 inputs with four 3x3 filters, padding 1 (the first one Fortran-ordered), then
+    the last one with only x and weight given (the defaults: no bias, stride 1, padding 0)."""
     rng = np.random.default_rng(14)
     for index in range(3):
         x, weight, bias = rng.standard_normal((2, 3, 12, 11)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
         case = LayerCase(x, weight, bias, 1, 1)
         check_layer(sub, ref, case, function=function, x=layout_view(x, "fortran") if index == 0 else None)
+    check_layer(sub, ref, LayerCase(x, weight, None, 1, 0), function=function, defaults=True)
 
 
 def layer_rejects_bad_shapes(sub: SubmissionProxy, ref: ModuleType, function: str) -> None:
@@ -353,7 +359,11 @@ def layer_rejects_bad_shapes(sub: SubmissionProxy, ref: ModuleType, function: st
     expect_error(f, np.ones((2, 5, 5)), w, because="x is 3-D; it must be (N, C_in, H, W)")
     expect_error(f, x, np.ones((2, 3, 3)), because="weight is 3-D; it must be (C_out, C_in, kh, kw)")
     expect_error(f, x, np.ones((3, 4, 3, 3)), because="weight expects 4 input channels but x has 2")
+    # One channel or one bias would broadcast silently in numpy: only an explicit check refuses them.
+    expect_error(f, np.ones((1, 1, 5, 5)), w, because="weight expects 2 input channels but x has 1")
     expect_error(f, x, w, bias=np.ones(2), because="bias has 2 entries but there are 3 filters")
+    expect_error(f, x, w, bias=np.ones(1), because="bias has 1 entry but there are 3 filters")
+    expect_error(f, x, w, bias=np.ones((3, 1)), because="bias is 2-D; it must be (C_out,) = (3,)")
 
 
 def layer_rejects_bad_hyperparameters(sub: SubmissionProxy, ref: ModuleType, function: str) -> None:
@@ -365,6 +375,10 @@ def layer_rejects_bad_hyperparameters(sub: SubmissionProxy, ref: ModuleType, fun
     expect_error(f, x, w, stride=0, because="stride must be at least 1")
     expect_error(f, x, w, padding=-1, because="padding cannot be negative")
     expect_error(f, x, np.ones((1, 1, 7, 7)), padding=1, because="a 7x7 kernel is larger than the padded 6x6 input")
+    # One axis too large is enough (one row too many would otherwise give an empty output).
+    expect_error(f, x, np.ones((1, 1, 7, 3)), padding=1, because="a 7-row kernel is taller than the padded 6x6 input")
+    expect_error(f, x, np.ones((1, 1, 3, 7)), padding=1, because="a 7-column kernel is wider than the padded 6x6 input")
+    expect_error(f, x, np.ones((1, 1, 5, 2)), because="a 5-row kernel is taller than the 4x4 input (no padding)")
 
 
 def layer_does_not_modify_inputs(sub: SubmissionProxy, function: str) -> None:
@@ -402,7 +416,7 @@ def test_layer_stride_and_padding(sub: SubmissionProxy, ref: ModuleType, case: L
 
 @graded("1.2", weight=1)
 def test_layer_realistic_size(sub: SubmissionProxy, ref: ModuleType) -> None:
-    """works on a realistic layer (2x3x12x11 input, four 3x3 filters, padding 1)"""
+    """works on a realistic layer (2x3x12x11 input, four 3x3 filters, padding 1), and with the default arguments"""
     layer_realistic_size(sub, ref, "conv2d_layer")
 
 

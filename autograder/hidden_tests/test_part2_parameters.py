@@ -271,6 +271,8 @@ def test_output_size_rejects_bad_arguments(sub: SubmissionProxy) -> None:
     expect_error(sub.conv_output_size, 5, 3, padding=-1, because="padding cannot be negative")
     expect_error(sub.conv_output_size, 5, 0, because="kernel_size must be at least 1")
     expect_error(sub.conv_output_size, 0, 1, because="size must be at least 1")
+    # Padding makes room for the kernel here, so only the check of size itself refuses it.
+    expect_error(sub.conv_output_size, 0, 1, padding=1, because="size must be at least 1, even with padding")
 
 
 # ---------------------------------------------------------------------------------------------

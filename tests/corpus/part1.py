@@ -94,4 +94,33 @@ MUTANTS = [
         "    kh = kw = kernel.shape[0]\n",
         mistake="square-kernel",
     ),
+    # Found by benchmarks/mutation_benchmark.py: numpy broadcasts one input channel or one bias, and
+    # a kernel one row too tall gives an empty output, so only the explicit checks refuse these.
+    Mutant(
+        "layer-kernel-must-overflow-both-axes",
+        "conv2d_layer",
+        "    if kh > H + 2 * padding or kw > W + 2 * padding:",
+        "    if kh > H + 2 * padding and kw > W + 2 * padding:",
+        within="_check_conv_args",
+        also_breaks=("conv2d_fast", "conv2d_backward"),
+        mistake="missing-validation",
+    ),
+    Mutant(
+        "layer-no-bias-shape-check",
+        "conv2d_layer",
+        "    if bias is not None and bias.shape != (C_out,):",
+        "    if False:",
+        within="_check_conv_args",
+        also_breaks=("conv2d_fast", "conv2d_backward"),
+        mistake="missing-validation",
+    ),
+    Mutant(
+        "layer-no-channel-check",
+        "conv2d_layer",
+        "    if C_w != C_in:",
+        "    if False:",
+        within="_check_conv_args",
+        also_breaks=("conv2d_fast", "conv2d_backward"),
+        mistake="missing-validation",
+    ),
 ]

@@ -54,6 +54,14 @@ MUTANTS = [
         also_breaks=_USES_OUTPUT_SIZE,
         mistake="missing-validation",
     ),
+    Mutant(  # found by benchmarks/mutation_benchmark.py: with padding, a size of 0 passes the fit check
+        "output-size-accepts-size-zero",
+        "conv_output_size",
+        '("size", size, 1),',
+        '("size", size, 0),',
+        also_breaks=_USES_OUTPUT_SIZE,
+        mistake="missing-validation",
+    ),
     Mutant(
         "dense-missing-bias",
         "dense_params",
