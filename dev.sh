@@ -23,7 +23,7 @@ VENV="${VENV:-.venv}"
 [[ "$VENV" == /* ]] || VENV="$PWD/$VENV"
 TORCH="${WSGRADE_TORCH:-0}"
 # What `test` and `setup` install besides the package; `demo` needs none of them.
-DEV_EXTRAS="test,platforms,class,cluster"
+DEV_EXTRAS="test,platforms,class,cluster,experiment"
 
 die() {
     echo "dev.sh: ERROR: $*" >&2

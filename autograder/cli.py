@@ -187,7 +187,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.png:
         from autograder.figures import score_histogram
 
-        score_histogram(report, Path(args.png))
+        try:
+            score_histogram(report, Path(args.png))
+        except ModuleNotFoundError as problem:
+            if (problem.name or "").split(".")[0] != "matplotlib":
+                raise
+            return _missing_extra(problem, "wsgrade report --png", "class")
         print(f"wrote {args.png}")
     return EXIT_OK
 
@@ -242,9 +247,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_experiment(args: argparse.Namespace) -> int:
-    from autograder.experiment import run_experiment
+def _missing_extra(problem: ModuleNotFoundError, command: str, extra: str) -> int:
+    """Say which extra a command needs when one of its packages is not installed."""
+    print(
+        f"wsgrade: {command} needs {problem.name or 'a package'} from the [{extra}] extra, which is not installed: "
+        f"pip install 'weight-sharing-autograder[{extra}]' (in a checkout: pip install -e '.[{extra}]')",
+        file=sys.stderr,
+    )
+    return EXIT_BAD_INPUT
 
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    try:
+        from autograder.experiment import run_experiment
+    except ModuleNotFoundError as problem:
+        if (problem.name or "").split(".")[0] not in ("sklearn", "matplotlib"):
+            raise
+        return _missing_extra(problem, "wsgrade experiment", "experiment")
     try:
         result = run_experiment(
             submission=Path(args.submission) if args.submission else None,

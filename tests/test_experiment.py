@@ -13,7 +13,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from autograder import experiment
+pytest.importorskip("sklearn", reason="the [experiment] extra is not installed")
+
+from autograder import experiment  # after the skip: it imports scikit-learn
 from autograder.cli import main
 from autograder.experiment import FUNCTIONS, ExperimentResult, Settings, run_experiment
 from autograder.release import RELEASE_DIR, solution_notebook
@@ -142,3 +144,17 @@ def test_the_command_prints_the_table(tmp_path: Path, tiny: None, capsys: pytest
     assert "conv2d_layer                  reference" in out
     assert f"wrote {tmp_path / 'accuracy_vs_shift.png'}" in out
     assert main(["experiment", "--quick", "--out", str(tmp_path), "--submission", str(tmp_path / "missing.py")]) == 1
+
+
+def test_without_the_experiment_extra_the_command_says_what_to_install() -> None:
+    """scikit-learn and matplotlib are not grading dependencies: a machine without them is told the extra."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['sklearn'] = None; from autograder.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "experiment", "--quick"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stderr
+    assert "[experiment] extra" in result.stderr and "pip install" in result.stderr
+    assert "Traceback" not in result.stderr
