@@ -333,10 +333,8 @@ def layer_in_any_layout(
     sub: SubmissionProxy, ref: ModuleType, function: str, c: LayerCase, data: st.DataObject
 ) -> None:
     """A generated case, each array sent in a drawn memory layout."""
-    views = {
-        name: data.draw(maybe_views(value)) for name, value in (("x", c.x), ("weight", c.weight), ("bias", c.bias))
-    }
-    check_layer(sub, ref, c, function=function, **views)
+    x, weight, bias = (data.draw(maybe_views(value)) for value in (c.x, c.weight, c.bias))
+    check_layer(sub, ref, c, function=function, x=x, weight=weight, bias=bias)
 
 
 def layer_realistic_size(sub: SubmissionProxy, ref: ModuleType, function: str) -> None:
