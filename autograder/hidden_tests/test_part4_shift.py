@@ -510,16 +510,19 @@ def check_error(sub: SubmissionProxy, ref: ModuleType, layer: Layer, x: Any, dy:
     """Call ``equivariance_error`` and check it is a float close to the reference's value."""
     x_ = plain(x)
     y = layer(x_)
+    what_changes = (
+        f"only the number of channels may change, here {x_.shape[1]} -> {y.shape[1]}"
+        if x_.ndim == 4
+        else f"x is {x_.ndim}-D: the contract takes any leading axes, (..., H, W), and the size is shape[-2:]"
+    )
     outcome = call_explaining(
         sub.equivariance_error,
         layer,
         x,
         dy,
         dx,
-        explain=(
-            f"this layer keeps the spatial size {x_.shape[-2:]} (only the number of channels may change, "
-            f"here {x_.shape[1]} -> {y.shape[1]}), so equivariance_error must return its error."
-        ),
+        explain=f"this layer keeps the spatial size {x_.shape[-2:]} ({what_changes}), so equivariance_error must "
+        "return its error.",
         mistake="rejects-size-preserving-layer",
     )
     expected = ref.equivariance_error(layer, x_, dy, dx)
@@ -586,6 +589,16 @@ def test_error_matches_reference(
 
 
 @graded("4.3", weight=1)
+def test_error_any_leading_axes(sub: SubmissionProxy, ref: ModuleType) -> None:
+    """works on an input (H, W) or (C, H, W) too: the layer and the shifts act on the last two axes"""
+    rng = np.random.default_rng(56)
+    rows = np.broadcast_to(np.arange(5.0)[:, None], (5, 6)).copy()  # 0, 1, ..., 4 down the rows
+    for x in (rng.standard_normal((5, 6)), rng.standard_normal((2, 5, 6))):
+        check_error(sub, ref, Layer({"kind": "square"}), x, -2, 3)  # 0.0
+        check_error(sub, ref, Layer({"kind": "position_bias", "bias": rows}), x, 1, 2)  # 4.0: row 0 gets row 4's
+
+
+@graded("4.3", weight=1)
 def test_error_rejects_size_change(sub: SubmissionProxy) -> None:
     """raises ValueError when the layer changes the spatial size"""
     x = np.random.default_rng(47).standard_normal((1, 2, 5, 6))
@@ -639,6 +652,18 @@ def equivariant_hints(
         for dy, dx in shifts
     ]
     first_only = errors[0] <= atol if errors else True
+    leading = (
+        [
+            Hint(
+                "assumes-4d-input",
+                f"your answer is False for a layer that keeps the spatial size of this {x.ndim}-D input: x may have "
+                "any leading axes, (..., H, W); compare the last two axes, layer(x).shape[-2:] with x.shape[-2:].",
+                lambda: False,
+            )
+        ]
+        if x.ndim != 4 and layer(x).shape[-2:] == x.shape[-2:]
+        else []
+    )
     any_shift = any(e <= atol for e in errors)
     every = "it must be True only if the error is <= atol for EVERY (dy, dx) in shifts"
     if len(shifts) < 2:  # with one shift, these mistakes give the right answer
@@ -658,6 +683,7 @@ def equivariant_hints(
             Hint("any-not-all", f"your answer is True as soon as ONE shift works; {every}.", lambda: any_shift),
         ]
     return [
+        *leading,
         *loops,
         Hint(
             "strict-inequality",
@@ -682,6 +708,12 @@ def equivariant_hints(
             "your answer is the one for shifts that fill with zeros; use circular shifts "
             "(shift2d(..., circular=True)), under which convolutions that wrap around are exactly equivariant.",
             lambda: all(e <= atol for e in zero_fill),
+        ),
+        Hint(
+            "shift-axes-swapped",
+            "your answer is the one for the shifts (dx, dy): each pair in shifts is (dy, dx), rows first; pass them "
+            "to equivariance_error in that order.",
+            lambda: all(float(np.max(np.abs(_differences(layer, x, dx, dy, rolled)))) <= atol for dy, dx in shifts),
         ),
     ]
 
@@ -777,6 +809,43 @@ def test_not_equivariant_later_shift(sub: SubmissionProxy, ref: ModuleType) -> N
     check_equivariant(sub, ref, untied, x, [(0, 0), (0, 1)])
     # The same shifts with a tied 1x1 layer (a circular convolution): True (a constant False loses here).
     check_equivariant(sub, ref, conv_layer(rng.standard_normal((3, 2, 1, 1))), x, shifts)
+
+
+def row_varying_layers(rng: np.random.Generator, C: int, H: int, W: int) -> list[dict[str, Any]]:
+    """Non-equivariant layers that DO commute with horizontal shifts (they vary down the rows only)."""
+    row_weights = np.broadcast_to(rng.standard_normal((H, 1, 2, C)), (H, W, 2, C)).copy()
+    return [
+        {"kind": "untied_1x1", "weight": row_weights},
+        compose(conv_layer(rng.standard_normal((C, C, 3, 3))), {"kind": "untied_1x1", "weight": row_weights}),
+    ]
+
+
+@graded("4.4", weight=1)
+def test_equivariant_along_one_axis(sub: SubmissionProxy, ref: ModuleType) -> None:
+    """tells dy from dx: a layer that varies down the rows only commutes with horizontal shifts, not vertical ones"""
+    rng = np.random.default_rng(57)
+    x = rng.standard_normal((1, 2, 5, 6))
+    # No full-period shift in either list: the wrong axis must fail every shift, so that the hints tell the
+    # swapped pair (dx, dy) from "True as soon as one shift works".
+    vertical, horizontal = [(1, 0), (-2, 0), (3, 0)], [(0, 1), (0, -2), (0, 4)]
+    for spec in row_varying_layers(rng, 2, 5, 6):
+        check_equivariant(sub, ref, spec, x, horizontal)  # True
+        check_equivariant(sub, ref, spec, x, vertical)  # False
+    # The reverse: varying along the columns only (the first layer is a 1x1 untied layer).
+    column_varying = column_varying_layers(rng, 2, 5, 6)[1]
+    check_equivariant(sub, ref, column_varying, x, vertical)  # True
+    check_equivariant(sub, ref, column_varying, x, horizontal)  # False
+
+
+@graded("4.4", weight=1)
+def test_equivariant_any_leading_axes(sub: SubmissionProxy, ref: ModuleType) -> None:
+    """works on an input (H, W) or (C, H, W) too: the size check and the shifts use the last two axes"""
+    rng = np.random.default_rng(58)
+    for x in (rng.standard_normal((5, 6)), rng.standard_normal((2, 5, 6))):
+        bias = {"kind": "position_bias", "bias": rng.standard_normal((5, 6))}
+        check_equivariant(sub, ref, {"kind": "relu"}, x, [(1, 0), (2, -3)])  # True
+        check_equivariant(sub, ref, bias, x, [(1, 0)])  # False
+        check_equivariant(sub, ref, {"kind": "crop", "by": 1}, x, [(0, 1)])  # False: 5x6 becomes 4x5
 
 
 @graded("4.4", weight=1)

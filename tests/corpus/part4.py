@@ -147,6 +147,30 @@ MUTANTS = [
         "return np.max(np.abs(shifted_first - shift2d(y, dy, dx, circular=True)), keepdims=True)",
         also_breaks=("is_shift_equivariant",),
     ),
+    # Found by benchmarks/mutation_benchmark.py: x may be (H, W) or (C, H, W), and the two axes of a shift
+    # are told apart only by a layer that varies along one of them.
+    Mutant(
+        "error-size-check-assumes-4d",
+        "equivariance_error",
+        "if y.shape[-2:] != x.shape[-2:]:",
+        "if y.shape[2:] != x.shape[-2:]:",
+        also_breaks=("is_shift_equivariant",),
+        mistake="rejects-size-preserving-layer",
+    ),
+    Mutant(
+        "equivariant-size-check-assumes-4d",
+        "is_shift_equivariant",
+        "if layer(x).shape[-2:] != x.shape[-2:]:",
+        "if layer(x).shape[2:] != x.shape[-2:]:",
+        mistake="assumes-4d-input",
+    ),
+    Mutant(
+        "equivariant-shift-axes-swapped",
+        "is_shift_equivariant",
+        "return all(equivariance_error(layer, x, dy, dx) <= atol for dy, dx in shifts)",
+        "return all(equivariance_error(layer, x, dx, dy) <= atol for dy, dx in shifts)",
+        mistake="shift-axes-swapped",
+    ),
     Mutant(
         "equivariant-first-shift-only",
         "is_shift_equivariant",
