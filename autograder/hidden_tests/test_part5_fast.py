@@ -68,6 +68,24 @@ def test_fast_realistic_layers(sub: SubmissionProxy, ref: ModuleType) -> None:
         check_layer(sub, ref, case, function=FAST, x=layout_view(case.x, layout))
 
 
+@graded("5.1", weight=1)
+def test_fast_large_batches(sub: SubmissionProxy, ref: ModuleType) -> None:
+    """matches on batches of 3 to 5 images with 400 weights per filter, with and without a bias"""
+    rng = np.random.default_rng(52)
+    # Each image's matrix of receptive fields (C_in * kh * kw rows, H_out * W_out columns) holds 145,000 to
+    # 550,000 numbers: an implementation that works through the batch a few images at a time, to stay in
+    # the cache, must get every piece right, a last shorter one included, with and without the bias.
+    for x_shape, w_shape, stride, padding, with_bias in [
+        ((5, 16, 26, 26), (2, 16, 5, 5), 1, 0, True),
+        ((5, 16, 26, 26), (3, 16, 5, 5), 1, 0, False),
+        ((3, 16, 41, 41), (1, 16, 5, 5), 1, 0, False),
+        ((5, 16, 40, 40), (2, 16, 5, 5), 2, 1, True),
+    ]:
+        bias = rng.standard_normal(w_shape[0]) if with_bias else None
+        case = LayerCase(rng.standard_normal(x_shape), rng.standard_normal(w_shape), bias, stride, padding)
+        check_layer(sub, ref, case, function=FAST)
+
+
 @graded("5.1", weight=0.5)
 def test_fast_rejects_bad_shapes(sub: SubmissionProxy, ref: ModuleType) -> None:
     """raises ValueError like conv2d_layer for wrong dimensions, channel or bias mismatches"""

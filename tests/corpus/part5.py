@@ -36,6 +36,12 @@ MUTANTS = [
         "        x = xp.pad(x, ((0, 0), (0, 0), (padding, 2 * padding), (padding, 2 * padding)))[:, :, padding:, padding:]",
         mistake="padding-one-side",
     ),
+    Mutant(  # found by benchmarks/mutation_benchmark.py: no test's batch filled more than one chunk
+        "fast-last-chunk-assumed-full",
+        "conv2d_fast",
+        "        n = min(chunk, N - start)\n",
+        "        n = chunk\n",
+    ),
     Mutant(
         # CS231n's published conv_forward_strides: its strides assume a C-ordered input.
         "fast-stride-trick-assumes-c-order",
