@@ -292,14 +292,21 @@ def check_conv_backward(
     x: Any = None,
     dout: Any = None,
     weight: Any = None,
+    defaults: bool = False,
 ) -> Outcome:
-    """Call ``conv2d_backward`` and check the named gradients against the reference (``x``... : views to send)."""
+    """Call ``conv2d_backward`` and check the named gradients against the reference (``x``... : views to send).
+
+    ``defaults`` sends only ``dout``, ``x`` and ``weight``, for a case with stride 1 and padding 0 (the
+    contract's defaults).
+    """
+    if defaults and (c.stride != 1 or c.padding != 0):
+        raise ValueError(f"defaults=True needs a case with stride 1 and padding 0, not {c.stride} and {c.padding}")
+    kwargs = {} if defaults else {"stride": c.stride, "padding": c.padding}
     outcome = sub.conv2d_backward(
         c.dout if dout is None else dout,
         c.x if x is None else x,
         c.weight if weight is None else weight,
-        stride=c.stride,
-        padding=c.padding,
+        **kwargs,
     )
     got = check_gradient_tuple(outcome)
     c64 = c.as_float64()
@@ -327,16 +334,16 @@ def test_conv_backward_dweight(
     sub: SubmissionProxy, ref: ModuleType, case: ConvBackwardCase, data: st.DataObject
 ) -> None:
     """dweight matches the definition for every stride and padding (float32; C, Fortran, strided, reversed arrays)"""
-    views = {name: data.draw(maybe_views(getattr(case, name))) for name in ("dout", "x", "weight")}
-    check_conv_backward(sub, ref, case, ("dweight",), **views)
+    dout, x, weight = (data.draw(maybe_views(value)) for value in (case.dout, case.x, case.weight))
+    check_conv_backward(sub, ref, case, ("dweight",), dout=dout, x=x, weight=weight)
 
 
 @graded("6.1", weight=2.5)
 @given(case=conv_backward_cases(), data=st.data())
 def test_conv_backward_dx(sub: SubmissionProxy, ref: ModuleType, case: ConvBackwardCase, data: st.DataObject) -> None:
     """dx matches the definition for every stride and padding (float32; C, Fortran, strided, reversed arrays)"""
-    views = {name: data.draw(maybe_views(getattr(case, name))) for name in ("dout", "x", "weight")}
-    check_conv_backward(sub, ref, case, ("dx",), **views)
+    dout, x, weight = (data.draw(maybe_views(value)) for value in (case.dout, case.x, case.weight))
+    check_conv_backward(sub, ref, case, ("dx",), dout=dout, x=x, weight=weight)
 
 
 @graded("6.1", weight=1.5)
@@ -349,11 +356,12 @@ def test_conv_backward_dbias(sub: SubmissionProxy, ref: ModuleType, case: ConvBa
 
 @graded("6.1", weight=1)
 def test_conv_backward_realistic_size(sub: SubmissionProxy, ref: ModuleType) -> None:
-    """works on a realistic layer (2x3x12x11 input, four 3x3 filters; stride 1 and 2, padding 1)"""
+    """works on a realistic layer (2x3x12x11 input, four 3x3 filters; stride 1 and 2, padding 1, and the defaults)"""
     rng = np.random.default_rng(61)
     x, w = rng.standard_normal((2, 3, 12, 11)), rng.standard_normal((4, 3, 3, 3))
     check_conv_backward(sub, ref, ConvBackwardCase(rng.standard_normal((2, 4, 12, 11)), x, w, 1, 1))
     check_conv_backward(sub, ref, ConvBackwardCase(rng.standard_normal((2, 4, 6, 6)), x, w, 2, 1))
+    check_conv_backward(sub, ref, ConvBackwardCase(rng.standard_normal((2, 4, 10, 9)), x, w, 1, 0), defaults=True)
 
 
 @graded("6.1", weight=1)

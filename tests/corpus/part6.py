@@ -132,6 +132,12 @@ MUTANTS = [
         "    dbias = dout.sum(axis=(0, 2, 3))\n",
         mistake="dx-overwritten",
     ),
+    Mutant(  # found by benchmarks/mutation_benchmark.py: every test passed stride and padding
+        "conv-backward-no-defaults",
+        "conv2d_backward",
+        "weight: np.ndarray, stride: int = 1, padding: int = 0",
+        "weight: np.ndarray, stride: int, padding: int",
+    ),
     Mutant(
         "lc-backward-dx-overwritten",
         "locally_connected2d_backward",
