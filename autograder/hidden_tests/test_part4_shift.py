@@ -408,6 +408,9 @@ def test_circular_rejects_bad_shapes(sub: SubmissionProxy) -> None:
     expect_error(f, np.ones((2, 5, 5)), w, because="x is 3-D; it must be (N, C_in, H, W)")
     expect_error(f, np.ones((1, 1, 2, 5, 5)), w, because="x is 5-D; it must be (N, C_in, H, W)")
     expect_error(f, x, np.ones((2, 3, 3)), because="weight is 3-D; it must be (C_out, C_in, kh, kw)")
+    # Too few dimensions to index: x.shape[1] would raise IndexError, not the ValueError the contract asks for.
+    expect_error(f, np.ones(5), w, because="x is 1-D; it must be (N, C_in, H, W)")
+    expect_error(f, x, np.ones(3), because="weight is 1-D; it must be (C_out, C_in, kh, kw)")
     expect_error(f, x, w, bias=np.ones(1), because="bias has 1 entry but there are 3 filters (it must not broadcast)")
     expect_error(f, x, w, bias=np.ones(2), because="bias has 2 entries but there are 3 filters")
     expect_error(f, x, w, bias=np.ones((3, 1)), because="bias must have shape (3,), not (3, 1)")

@@ -230,6 +230,13 @@ MUTANTS = [
         "    if x.ndim != 4 or weight.ndim != 4:\n        raise ValueError(\n",
         mistake="missing-validation",
     ),
+    Mutant(  # found by benchmarks/mutation_benchmark.py: a 1-D x or weight then raises IndexError at .shape[1]
+        "circular-no-dimension-check",
+        "circular_conv2d",
+        "    if x.ndim != 4 or weight.ndim != 4:",
+        "    if False:",
+        mistake="wrong-exception",
+    ),
     Mutant(
         "circular-no-channel-check",
         "circular_conv2d",
