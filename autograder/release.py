@@ -14,13 +14,14 @@ import nbformat
 
 from autograder.source import BEGIN, REPO_ROOT, SOLUTION_SOURCE, is_definition_code, module_text, strip_solutions
 from autograder.submission import EXAMPLE_TAG
-from autograder.tasks import ALLOWED_PACKAGES, PARTS, TASKS
+from autograder.tasks import ALLOWED_PACKAGES, PARTS, TASKS, UNTIMED_TASKS
 
 __all__ = [
     "PUBLIC_TESTS_SOURCE",
     "RELEASE_DIR",
     "SELF_CHECK_TAG",
     "build_release",
+    "finalise_notebook",
     "platform_cells",
     "release_drift",
     "solution_notebook",
@@ -87,13 +88,25 @@ def _notebook_from(text: str, *, stubs: bool) -> nbformat.NotebookNode:
             tags.append(EXAMPLE_TAG)  # a worked example or figure: the grader does not run it
         cell.metadata = {"tags": tags} if tags else {}
         cells.append(cell)
-    for number, cell in enumerate(cells):
-        cell.id = f"{cell.cell_type}-{number:03d}"
-    nb.cells = cells
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
     }
+    return finalise_notebook(nb, cells)
+
+
+def finalise_notebook(nb: nbformat.NotebookNode, cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    """Give ``nb`` these cells with deterministic ids (``code-007``), and check it is a valid notebook.
+
+    Every generated notebook (the release's, nbgrader's, otter's) ends here, so that the same
+    source always gives byte-identical files.
+
+    Raises:
+        nbformat.ValidationError: if the result is not a valid notebook.
+    """
+    for number, cell in enumerate(cells):
+        cell.id = f"{cell.cell_type}-{number:03d}"
+    nb.cells = cells
     nbformat.validate(nb)
     return nb
 
@@ -154,7 +167,7 @@ def _student_readme() -> str:
             )
     total = sum(t.points for t in TASKS if "gpu" not in t.tags)
     gpu_points = sum(t.points for t in TASKS if "gpu" in t.tags)
-    timed = sum(t.points for t in TASKS if "performance" in t.tags or "gpu" in t.tags)
+    timed = sum(t.points for t in TASKS) - sum(t.points for t in UNTIMED_TASKS)
     allowed = ", ".join(ALLOWED_PACKAGES)
     from autograder.student_kit import wheel_name  # here: the kit's module imports this one
 

@@ -6,14 +6,13 @@ This is the last stage of grading and, with loading, the only one that touches f
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from autograder.files import write_atomic
 from autograder.grading import GradingReport
 from autograder.tasks import PARTS, task_by_id
 
@@ -83,17 +82,7 @@ def write_text_atomic(text: str, path: Path) -> None:
         text: the content.
         path: the destination.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 def write_json_atomic(data: object, path: Path) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "MAX_SOURCE_BYTES",
     "PreparedSubmission",
     "SubmissionError",
+    "cells_digest",
     "code_cells",
     "load_submission",
     "notebook_code_cells",
@@ -78,6 +79,11 @@ class PreparedSubmission:
         """How messages name the code cell ``cells[index]``: ``"cell 22"``, Jupyter's count."""
         number = self.cell_numbers[index] if 0 <= index < len(self.cell_numbers) else index + 1
         return f"cell {number}"
+
+
+def cells_digest(cells: Sequence[str]) -> str:
+    """The hash that identifies a submission's code (the gradebook's ``sha256``)."""
+    return hashlib.sha256("\0".join(cells).encode()).hexdigest()
 
 
 def _read_regular_file(path: Path) -> bytes:
@@ -242,8 +248,9 @@ def _prepare_file(path: Path, origin: str, notes: list[str]) -> PreparedSubmissi
         kind, filename = "cells", "weight_sharing.ipynb"
     else:
         cells, kind, filename = (text,), "module", "weight_sharing.py"
-    digest = hashlib.sha256("\0".join(cells).encode()).hexdigest()
-    return PreparedSubmission(kind, cells, filename, origin, digest, tuple(notes), tuple(examples), tuple(positions))
+    return PreparedSubmission(
+        kind, cells, filename, origin, cells_digest(cells), tuple(notes), tuple(examples), tuple(positions)
+    )
 
 
 def _stub_count(path: Path) -> int:

@@ -44,11 +44,10 @@ executable), so the same tree gives the same bytes.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
+from autograder.files import atomic_output
 from autograder.source import REPO_ROOT
 
 __all__ = ["RUN_AUTOGRADER", "SETUP_SH", "SHIPPED", "bundle_files", "export"]
@@ -263,15 +262,7 @@ def export(dest: Path) -> list[Path]:
         raise ValueError(f"{dest}: give the path of the .zip to write, e.g. weight_sharing_autograder.zip")
     entries = [("run_autograder", RUN_AUTOGRADER.encode(), _SCRIPT_MODE), ("setup.sh", SETUP_SH.encode(), _SCRIPT_MODE)]
     entries += [(name, path.read_bytes(), _FILE_MODE) for name, path in bundle_files().items()]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream, zipfile.ZipFile(stream, "w") as archive:
-            for name, data, mode in sorted(entries):
-                archive.writestr(_entry(name, mode), data, compresslevel=9)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, dest)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_output(dest) as stream, zipfile.ZipFile(stream, "w") as archive:
+        for name, data, mode in sorted(entries):
+            archive.writestr(_entry(name, mode), data, compresslevel=9)
     return [dest]

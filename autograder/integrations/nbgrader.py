@@ -40,7 +40,6 @@ function; nbgrader then removes it together with the rest of the solution.
 from __future__ import annotations
 
 import ast
-import hashlib
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -52,12 +51,13 @@ from nbgrader import utils as nbgrader_utils
 from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float
 
+from autograder.files import write_generated
 from autograder.grading import GradingReport, grade_prepared, require_file_protection
-from autograder.release import platform_cells, solution_notebook
+from autograder.release import finalise_notebook, platform_cells, solution_notebook
 from autograder.sandbox.client import Limits
 from autograder.source import SourceError, inline_helpers, solution_regions
-from autograder.submission import PreparedSubmission, code_cells
-from autograder.tasks import TASKS, Task
+from autograder.submission import PreparedSubmission, cells_digest, code_cells
+from autograder.tasks import UNTIMED_TASKS, Task
 
 __all__ = [
     "ASSIGNMENT",
@@ -397,7 +397,7 @@ check_close(dw_local.sum(axis=(0, 1)), dw_conv, "summed over positions, the tied
 
 def graded_tasks() -> tuple[Task, ...]:
     """The tasks nbgrader grades: all but the timed ones (see the module docstring)."""
-    return tuple(task for task in TASKS if "performance" not in task.tags)
+    return UNTIMED_TASKS
 
 
 def grade_cell_id(task: Task) -> str:
@@ -479,11 +479,7 @@ def source_notebook(text: str | None = None) -> NotebookNode:
             waiting.remove(task)
     if waiting:
         raise SourceError("no cell defines " + ", ".join(f"{t.function} (Task {t.id})" for t in waiting))
-    for number, cell in enumerate(cells):
-        cell.id = f"{cell.cell_type}-{number:03d}"
-    nb.cells = cells
-    nbformat.validate(nb)
-    return nb
+    return finalise_notebook(nb, cells)
 
 
 def export(course_dir: Path, *, overwrite: bool = False) -> list[Path]:
@@ -504,16 +500,7 @@ def export(course_dir: Path, *, overwrite: bool = False) -> list[Path]:
         course_dir / "nbgrader_config.py": CONFIG,
         course_dir / "source" / ASSIGNMENT / NOTEBOOK: nbformat.writes(source_notebook()) + "\n",
     }
-    clashes = [path for path, text in files.items() if path.exists() and path.read_text() != text]
-    if clashes and not overwrite:
-        raise FileExistsError(
-            f"{', '.join(map(str, clashes))} already exist(s) with other content; "
-            "export into an empty folder or pass overwrite=True"
-        )
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return list(files)
+    return write_generated(files, overwrite=overwrite)
 
 
 def _is_test_cell(cell: NotebookNode) -> bool:
@@ -546,8 +533,9 @@ def notebook_submission(nb: NotebookNode, *, origin: str, sources: dict[int, str
     positions: list[int] = []
     cells, removed = code_cells(kept, examples=examples, positions=positions)
     notes = (f"{removed} shell/magic line(s) (starting with ! or %) were not run",) if removed else ()
-    digest = hashlib.sha256("\0".join(cells).encode()).hexdigest()
-    return PreparedSubmission("cells", cells, NOTEBOOK, origin, digest, notes, tuple(examples), tuple(positions))
+    return PreparedSubmission(
+        "cells", cells, NOTEBOOK, origin, cells_digest(cells), notes, tuple(examples), tuple(positions)
+    )
 
 
 def _verdict_outputs(task: Task, report: GradingReport, notes: str, execution_count: int | None) -> list[NotebookNode]:

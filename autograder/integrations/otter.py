@@ -51,8 +51,9 @@ import yaml
 from nbformat import NotebookNode
 
 from autograder import __version__
+from autograder.files import write_generated
 from autograder.integrations.otter_plugin import GRADED_TASKS, PLUGIN_NAME, question_name
-from autograder.release import platform_cells, solution_notebook
+from autograder.release import finalise_notebook, platform_cells, solution_notebook
 from autograder.source import BEGIN, END, SOLUTION_SOURCE, SourceError, inline_helpers, stub_message
 from autograder.tasks import Task
 
@@ -336,11 +337,7 @@ def master_notebook(text: str | None = None) -> NotebookNode:
                 del waiting[task.function]
     if waiting:
         raise SourceError("no cell defines " + ", ".join(f"{t.function} (Task {t.id})" for t in waiting.values()))
-    for number, cell in enumerate(cells):
-        cell.id = f"{cell.cell_type}-{number:03d}"
-    nb.cells = cells
-    nbformat.validate(nb)
-    return nb
+    return finalise_notebook(nb, cells)
 
 
 def export(dest: Path, *, overwrite: bool = False) -> list[Path]:
@@ -359,13 +356,4 @@ def export(dest: Path, *, overwrite: bool = False) -> list[Path]:
         SourceError: if the single source breaks the rules of :func:`master_notebook`.
     """
     files = {dest / MASTER: nbformat.writes(master_notebook()) + "\n", dest / REQUIREMENTS_FILE: REQUIREMENTS}
-    clashes = [path for path, text in files.items() if path.exists() and path.read_text() != text]
-    if clashes and not overwrite:
-        raise FileExistsError(
-            f"{', '.join(map(str, clashes))} already exist(s) with other content; "
-            "export into an empty folder or pass overwrite=True"
-        )
-    dest.mkdir(parents=True, exist_ok=True)
-    for path, text in files.items():
-        path.write_text(text)
-    return list(files)
+    return write_generated(files, overwrite=overwrite)

@@ -37,7 +37,7 @@ from otter.test_files.ok_test import OKTestFile
 from autograder import __version__
 from autograder.grading import GradingReport, TestResult, grade_prepared, require_file_protection
 from autograder.submission import PreparedSubmission, SubmissionError, load_submission
-from autograder.tasks import TASKS, Task
+from autograder.tasks import UNTIMED_TASKS, Task
 
 __all__ = ["GRADED_TASKS", "PLUGIN_NAME", "SandboxVerdict", "prepare_submission", "question_name"]
 
@@ -45,7 +45,7 @@ __all__ = ["GRADED_TASKS", "PLUGIN_NAME", "SandboxVerdict", "prepare_submission"
 PLUGIN_NAME = f"{__name__}.SandboxVerdict"
 
 #: The tasks an otter assignment grades: all but the timing tasks (otter's runners are shared machines).
-GRADED_TASKS: tuple[Task, ...] = tuple(task for task in TASKS if "performance" not in task.tags)
+GRADED_TASKS: tuple[Task, ...] = UNTIMED_TASKS
 
 _OTTER_LOG = ".OTTER_LOG"
 _BLANKED = "# not run by otter: weight_sharing's grader runs this notebook's code in its sandbox"
