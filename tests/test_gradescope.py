@@ -25,7 +25,7 @@ from autograder.grading import grade
 from autograder.integrations.gradescope import RUN_AUTOGRADER, SETUP_SH, bundle_files, export
 from tests.corpus import all_mutants, mutant_source, reference_source
 
-STATUSES = {"passed", "failed", "skipped"}
+STATUSES = {"passed", "failed"}  # Gradescope's; a skipped test has no status (see TestResult.to_gradescope)
 VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
 VENV = Path(sys.prefix)
 #: what setup.sh must not contain: downloads from anywhere but the package index
@@ -92,8 +92,9 @@ def read_results(root: Path) -> dict:
     assert isinstance(data["score"], int | float) and math.isfinite(data["score"])
     assert isinstance(data["output"], str) and data["stdout_visibility"] in VISIBILITIES
     for test in data["tests"]:
-        assert {"name", "score", "max_score", "output", "visibility", "status", "tags"} <= set(test)
-        assert test["status"] in STATUSES and test["visibility"] in VISIBILITIES
+        assert {"name", "score", "max_score", "output", "visibility", "tags"} <= set(test)
+        assert test.get("status", "passed") in STATUSES and test["visibility"] in VISIBILITIES
+        assert "status" in test or (test["extra_data"]["status"] == "skipped" and test["max_score"] == 0)
         assert 0 <= test["score"] <= test["max_score"] + 1e-9
     return data
 
@@ -227,15 +228,21 @@ def test_run_autograder_grades_like_the_library(bundle: Path, tmp_path: Path, ki
     assert f"from {root / 'source' / 'autograder'}" in result.stdout, "graded with the unpacked tree"
     data = read_results(root)
     direct = grade(root / "submission").to_gradescope()
-    assert data["score"] == direct["score"]
-    keys = ("name", "score", "max_score", "status")
-    assert [[t[k] for k in keys] for t in data["tests"]] == [[t[k] for k in keys] for t in direct["tests"]]
+    # Untimed tests are equal exactly; a timed one (5.2) may move by one band step between two runs
+    # on a busy machine (README, "Measured": the documented tolerance).
+    keys = ("name", "max_score")
+    assert [[t.get(k) for k in keys] for t in data["tests"]] == [[t.get(k) for k in keys] for t in direct["tests"]]
+    for ours, theirs in zip(data["tests"], direct["tests"], strict=True):
+        if "performance" in ours["tags"]:
+            assert ours["score"] == pytest.approx(theirs["score"], abs=0.5), ours["name"]
+        else:
+            assert (ours["score"], ours.get("status")) == (theirs["score"], theirs.get("status")), ours["name"]
     if kind == "correct":
-        assert all(t["status"] != "failed" for t in data["tests"])
+        assert all(t.get("status") != "failed" for t in data["tests"])
         assert data["score"] == pytest.approx(data["extra_data"]["max_score"], abs=1e-3)  # tests are rounded
     else:
         assert data["score"] < data["extra_data"]["max_score"]
-        assert any(t["status"] == "failed" and "conv2d" in t["tags"] for t in data["tests"])
+        assert any(t.get("status") == "failed" and "conv2d" in t["tags"] for t in data["tests"])
     print(f"\n{kind}: {data['score']} / {data['extra_data']['max_score']}")
 
 

@@ -167,11 +167,16 @@ def _task_scores(tests: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
     return scores
 
 
+def _status(test: dict[str, Any]) -> str:
+    """A results.json test's status: Gradescope's (passed, failed), else ours (a skipped test has none there)."""
+    return str(test.get("status") or test.get("extra_data", {}).get("status", ""))
+
+
 def _gpu_problem(on_gpu: str, gpu_tests: list[dict[str, Any]]) -> str | None:
     """What is wrong with the 5.3 results on a GPU for this expectation (None: nothing)."""
     if len(gpu_tests) != 2:
         return f"expected two 5.3 tests (values, then speed), found {len(gpu_tests)}"
-    skipped = [test for test in gpu_tests if test["status"] == "skipped"]
+    skipped = [test for test in gpu_tests if _status(test) == "skipped"]
     if skipped:
         return f"5.3 was skipped under --gpu require: {_gist(skipped[0]['output'])}"
     values, speed = gpu_tests
@@ -186,7 +191,7 @@ def _gpu_problem(on_gpu: str, gpu_tests: list[dict[str, Any]]) -> str | None:
         if not any(word in values["output"].lower() for word in DEVICE_WORDS):
             return f"the 5.3 message does not say what is wrong with the device: {_gist(values['output'])}"
     if on_gpu == "slow":
-        if values["status"] != "passed":
+        if _status(values) != "passed":
             return f"the slow submission's values were judged wrong on the GPU: {_gist(values['output'])}"
         if speed["score"] >= speed["max_score"]:
             return f"the slow submission kept every GPU speed point: {_gist(speed['output'])}"
@@ -239,7 +244,7 @@ def grading_check(name: str, results: Path, *, exit_code: int, log: Path | None 
         problem = _gpu_problem(expectations[name], gpu_tests)
         if problem:
             problems.append(problem)
-    elif any(test["status"] != "skipped" or test["max_score"] for test in gpu_tests) or not gpu_tests:
+    elif any(_status(test) != "skipped" or test["max_score"] for test in gpu_tests) or not gpu_tests:
         problems.append("with --gpu off, 5.3 must be reported as skipped with 0 possible points")
     if problems:
         return Check(name, False, "; ".join(problems + summary))
