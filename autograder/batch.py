@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import unicodedata
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -47,8 +49,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from autograder import __version__
+from autograder.diagnostics import log_to
 from autograder.sandbox.client import Limits
 from autograder.tasks import PARTS
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from autograder.grading import GradingReport
@@ -269,6 +274,8 @@ class GradingOutcome:
         worker: who graded it: ``"<hostname> <dask worker address>"`` or ``"<hostname> pid <pid>"``;
             empty when nothing ran.
         isolation: the sandbox's isolation mode; empty when nothing ran.
+        traceback: where the grader itself failed, its traceback (for the grader log, never for
+            the student: it names the grader's files).
     """
 
     student: str
@@ -279,6 +286,7 @@ class GradingOutcome:
     finished_at: str
     worker: str = ""
     isolation: str = ""
+    traceback: str = ""
 
     @property
     def score(self) -> float:
@@ -368,7 +376,8 @@ def _grade_one(
             )
         except Exception as problem:  # the grader failed: record it, never blame the student
             message = f"{type(problem).__name__}: {problem}"
-            return GradingOutcome(student, "grader-error", None, message, started, _now(), worker)
+            trace = traceback.format_exc()
+            return GradingOutcome(student, "grader-error", None, message, started, _now(), worker, traceback=trace)
         status: Status = "grader-error" if report.internal_errors else "graded"
         return GradingOutcome(student, status, report, "", started, _now(), worker, str(report.sandbox.get("mode", "")))
 
@@ -408,7 +417,8 @@ class JobLoader:
             return GradingOutcome(job.student, "not-a-submission", None, str(problem), started, _now())
         except Exception as problem:  # a loader bug: the grader's fault, never the student's
             message = f"{type(problem).__name__} while reading the entry: {problem}"
-            return GradingOutcome(job.student, "grader-error", None, message, started, _now())
+            trace = traceback.format_exc()
+            return GradingOutcome(job.student, "grader-error", None, message, started, _now(), traceback=trace)
         return submission, (job.student, submission, self.options, self.hide, __version__)
 
 
@@ -749,7 +759,7 @@ def grade_all(
     gradebook = out_dir / "gradebook.sqlite"
     with _guard(out_dir, out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
-    with _lock_output(out_dir), _run_scratch() as scratch:
+    with _lock_output(out_dir), _run_scratch() as scratch, _grader_log(out_dir / GRADER_LOG):
         with _guard(gradebook, out_dir):
             connection = open_gradebook(gradebook)
         with closing(connection):
@@ -792,6 +802,7 @@ def grade_all(
                         _write_student_files(out_dir, done)
                         with _guard(gradebook, out_dir):
                             _record(connection, done.job, done.outcome, fingerprint)
+                        _log_outcome(done.outcome)
                         graded.append(done.job.student)
                         if done.outcome.status == "grader-error":
                             failed.append(done.job.student)
@@ -799,6 +810,38 @@ def grade_all(
                 with _guard(out_dir / "grades.csv", out_dir):
                     _write_grades_csv(connection, out_dir / "grades.csv")
     return BatchSummary(tuple(graded), tuple(skipped), tuple(failed), time.perf_counter() - started)
+
+
+#: The log beside the gradebook: one line per student graded, every grader error with its traceback.
+GRADER_LOG = "grader.log"
+
+
+@contextmanager
+def _grader_log(path: Path) -> Iterator[None]:
+    """Log this run's ``autograder`` records of level INFO and above to ``path`` (appended)."""
+    handler = log_to(path, level=logging.INFO, rotate=False)
+    _log.info("grade-all %s started (pid %d)", __version__, os.getpid())
+    try:
+        yield
+    finally:
+        _log.info("grade-all finished")
+        if handler is not None:
+            logging.getLogger("autograder").removeHandler(handler)
+            handler.close()
+
+
+def _log_outcome(outcome: GradingOutcome) -> None:
+    """One line per student; a grader error with its message and every traceback it has."""
+    where = f" on {outcome.worker}" if outcome.worker else ""
+    if outcome.status == "graded":
+        _log.info("%s: %.2f / %.2f%s (%s)", outcome.student, outcome.score, outcome.max_score, where, outcome.isolation)
+    elif outcome.status == "not-a-submission":
+        _log.info("%s: not a submission: %s", outcome.student, outcome.message)
+    else:
+        trace = f"\n{outcome.traceback.rstrip()}" if outcome.traceback else ""
+        _log.error("%s: grader error%s: %s%s", outcome.student, where, outcome.message, trace)
+    for test in outcome.report.internal_errors if outcome.report else ():
+        _log.error("%s: internal error in %s:\n%s", outcome.student, test.name, test.traceback.rstrip())
 
 
 class OutputUnusable(RuntimeError):

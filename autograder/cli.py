@@ -116,7 +116,7 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from autograder.batch import BatchProgress, OutputBusy, OutputUnusable, class_report, grade_all
+    from autograder.batch import GRADER_LOG, BatchProgress, OutputBusy, OutputUnusable, class_report, grade_all
     from autograder.cluster import ClusterUnavailable
     from autograder.grading import GpuUnavailable, UnisolatedRefused
 
@@ -169,6 +169,8 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
         f"in {summary.seconds:.1f} s"
     )
     print(f"wrote {Path(args.out) / 'grades.csv'} and {Path(args.out) / 'gradebook.sqlite'}")
+    if summary.grader_errors:
+        print(f"the grader's own errors, with their tracebacks, are in {Path(args.out) / GRADER_LOG}")
     if args.command == "demo":
         print()
         print(class_report(Path(args.out)).text())

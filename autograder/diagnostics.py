@@ -35,12 +35,14 @@ def default_log_file() -> Path:
     return Path(state) / "wsgrade" / "grader.log"
 
 
-def log_to(path: Path, level: int = logging.WARNING) -> logging.Handler | None:
-    """Send the ``autograder`` loggers' records of ``level`` and above to ``path`` (kept to 3 x 1 MB).
+def log_to(path: Path, level: int = logging.WARNING, *, rotate: bool = True) -> logging.Handler | None:
+    """Send the ``autograder`` loggers' records of ``level`` and above to ``path``.
 
     Args:
         path: the log file; its folder is made if needed.
         level: the lowest level written.
+        rotate: keep the file to 3 x 1 MB (a user's log); without, it is appended to whole (a
+            run's log, which several processes may write: appends of whole lines do not mix).
 
     Returns:
         The handler (to remove later), or None when the file cannot be written (a read-only home:
@@ -53,8 +55,10 @@ def log_to(path: Path, level: int = logging.WARNING) -> logging.Handler | None:
     except OSError:
         return None
     # delay: the file is made only when something is logged (a clean grading leaves nothing)
-    handler: logging.Handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", delay=True
+    handler: logging.Handler = (
+        logging.handlers.RotatingFileHandler(path, maxBytes=1 << 20, backupCount=3, encoding="utf-8", delay=True)
+        if rotate
+        else logging.FileHandler(path, encoding="utf-8", delay=True)
     )
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter(_FORMAT))

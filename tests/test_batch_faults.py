@@ -249,3 +249,32 @@ def test_an_older_gradebook_is_migrated_and_keeps_its_rows(tmp_path: Path) -> No
     assert connection.execute("PRAGMA user_version").fetchone() == (len(batch._MIGRATIONS),)
     connection.close()
     open_gradebook(path).close()  # a second open migrates nothing twice
+
+
+def _grader_bug(*args: object, **kwargs: object) -> object:
+    raise RuntimeError("a bug in the grader, deep inside")
+
+
+def _grade_with_a_grader_bug(*args: Any) -> Any:
+    """batch._grade_one in the pool process, with a grade_prepared that fails as a grader bug would."""
+    import autograder.grading
+
+    autograder.grading.grade_prepared = _grader_bug  # type: ignore[assignment]
+    return _ORIGINAL_GRADE_ONE(*args)
+
+
+_ORIGINAL_GRADE_ONE = batch._grade_one
+
+
+def test_a_grader_error_goes_to_the_grader_log_with_its_traceback_and_not_to_the_student(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch, "_grade_one", _grade_with_a_grader_bug)
+    out = tmp_path / "out"
+    summary = batch.grade_all(_class(tmp_path / "class", "alice"), out, jobs=1, performance=False)
+    assert summary.grader_errors == ("alice",)
+    log = (out / batch.GRADER_LOG).read_text()
+    assert "alice: grader error" in log and "a bug in the grader, deep inside" in log
+    assert "Traceback (most recent call last)" in log and "_grader_bug" in log
+    feedback = (out / "students" / "alice" / "feedback.md").read_text()
+    assert "a bug in the grader" in feedback and "Traceback" not in feedback
