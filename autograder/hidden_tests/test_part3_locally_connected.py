@@ -263,6 +263,9 @@ def test_lc_rejects_wrong_positions(sub: SubmissionProxy) -> None:
     expect_error(f, x, np.ones((2, 2, 1, 1, 3, 3)), because="a 5x5 input and 3x3 kernels give 3x3 positions, not 2x2")
     expect_error(f, x, np.ones((3, 3, 1, 1, 3, 3)), stride=2, because="with stride 2 there are 2x2 positions, not 3x3")
     expect_error(f, x, np.ones((3, 2, 1, 1, 3, 3)), because="a 5x5 input and 3x3 kernels give 3x3 positions, not 3x2")
+    # One position along an axis would broadcast silently in numpy (einsum, *): only an explicit check refuses it.
+    expect_error(f, x, np.ones((1, 3, 1, 1, 3, 3)), because="a 5x5 input and 3x3 kernels give 3x3 positions, not 1x3")
+    expect_error(f, x, np.ones((3, 1, 1, 1, 3, 3)), because="a 5x5 input and 3x3 kernels give 3x3 positions, not 3x1")
     expect_error(f, np.ones((1, 1, 2, 2)), np.ones((1, 1, 1, 1, 3, 3)), because="a 3x3 kernel does not fit in 2x2")
     expect_error(
         f,

@@ -598,6 +598,10 @@ def test_lc_backward_rejects_wrong_dout(sub: SubmissionProxy) -> None:
     expect_error(
         fn, np.ones((1, 2, 3, 3)), x, np.ones((3, 3, 2, 1, 3, 3)), because="a 4x4 input has 2x2 positions, not 3x3"
     )
+    # dout matches weight's one row of positions, which numpy would broadcast over the input's two.
+    expect_error(
+        fn, np.ones((1, 2, 1, 2)), x, np.ones((1, 2, 2, 1, 3, 3)), because="a 4x4 input has 2x2 positions, not 1x2"
+    )
 
 
 @graded("6.2", weight=0.5)

@@ -65,6 +65,15 @@ MUTANTS = [
         within="_lc_windows",
         mistake="missing-validation",
     ),
+    Mutant(  # found by benchmarks/mutation_benchmark.py: einsum broadcasts a weight with one row of positions
+        "lc-no-positions-check",
+        "locally_connected2d",
+        "    if (H_out, W_out) != expected:",
+        "    if False:",
+        within="_lc_windows",
+        also_breaks=_USES_WINDOWS,
+        mistake="missing-validation",
+    ),
     Mutant(
         "tie-bias-none-gives-zeros",
         "conv_as_locally_connected",
