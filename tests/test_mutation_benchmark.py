@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks.mutation_benchmark import (
     EQUIVALENT,
+    NEEDS_GPU,
     OPERATORS,
     Verdict,
     explain,
@@ -78,13 +79,15 @@ def test_helpers_count_for_the_contract_functions_that_call_them() -> None:
     assert set(users["_lc_windows"]) == {"locally_connected2d", "locally_connected2d_backward"}
 
 
-def test_every_explained_equivalent_is_a_mutant_of_the_reference() -> None:
+def test_every_explained_survivor_is_a_mutant_of_the_reference() -> None:
     """A stale entry (the reference changed under it) would silently explain nothing."""
     keys = {m.key for m in mutations()}
-    stale = [entry for entry in EQUIVALENT if entry.key not in keys]
+    explained = EQUIVALENT + NEEDS_GPU
+    stale = [entry for entry in explained if entry.key not in keys]
     assert not stale, stale
-    assert all(entry.why.strip() for entry in EQUIVALENT)
-    assert len({entry.key for entry in EQUIVALENT}) == len(EQUIVALENT)
+    assert all(entry.why.strip() for entry in explained)
+    assert len({entry.key for entry in explained}) == len(explained), "listed twice, or in both tables"
+    assert {entry.function for entry in NEEDS_GPU} <= {"_array_module", "conv2d_fast"}, "only the CuPy path needs a GPU"
 
 
 def test_explain_marks_only_listed_survivors() -> None:
@@ -95,6 +98,9 @@ def test_explain_marks_only_listed_survivors() -> None:
     assert explain(killed).status == "killed"
     unlisted = Verdict(entry.function, "swap", 1, entry.before, entry.after + " ", "survived")
     assert explain(unlisted).status == "survived"
+    gpu = NEEDS_GPU[0]
+    cupy_only = explain(Verdict(gpu.function, "delete", 1, gpu.before, gpu.after, "survived"))
+    assert cupy_only.status == "needs-gpu" and cupy_only.why == gpu.why
 
 
 def test_an_obvious_mutant_is_killed_and_an_equivalent_one_survives() -> None:
