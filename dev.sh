@@ -102,7 +102,7 @@ setup() {
     fi
     if [ "$missing" = 1 ]; then
         local extras
-        extras="$(printf '%s\n' ${have//,/ } ${needed//,/ } | sort -u | paste -sd, -)"
+        extras="$(printf '%s,%s\n' "$have" "$needed" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)"
         echo "dev.sh: setting up $VENV with ${wanted% *} ($(command -v "$PYTHON")), extras [$extras]," \
             "pinned by requirements/constraints.txt ..."
         pip_install --upgrade pip

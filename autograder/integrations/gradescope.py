@@ -45,6 +45,7 @@ executable), so the same tree gives the same bytes.
 from __future__ import annotations
 
 import zipfile
+from importlib.resources import files
 from pathlib import Path
 
 from autograder.files import atomic_output
@@ -52,154 +53,11 @@ from autograder.source import REPO_ROOT
 
 __all__ = ["RUN_AUTOGRADER", "SETUP_SH", "SHIPPED", "bundle_files", "export"]
 
-SETUP_SH = r"""#!/usr/bin/env bash
-# Gradescope runs this once, as root, in /autograder/source when it builds the autograder image.
-# It installs the grader into a virtual environment: Python packages come from the package index
-# only (pip's default index), pinned by requirements/constraints.txt; nothing else is downloaded.
-# Needs Python >= 3.11 (3.11 is what the pins are tested with). On Gradescope's Ubuntu 22.04 base
-# image, python3.11 and python3.11-venv come from Ubuntu's own archive; Ubuntu 24.04's archive has
-# no python3.11, so choose the 22.04 base image (or set WSGRADE_PYTHON to an interpreter >= 3.11).
-#
-# Environment (defaults are Gradescope's layout):
-#   WSGRADE_AUTOGRADER_ROOT  folder holding source/                   (default /autograder)
-#   WSGRADE_VENV             virtual environment to make or reuse     (default /opt/wsgrade-venv)
-#   WSGRADE_PYTHON           interpreter that makes the environment   (default python3.11)
-# A relative path is taken from the folder this script was started in.
-set -euo pipefail
+#: The two scripts Gradescope runs, kept as files beside this module (checked by shellcheck in the
+#: tests): setup.sh builds the image once, run_autograder grades one submission.
+SETUP_SH = files("autograder.integrations").joinpath("scripts/setup.sh").read_text()
+RUN_AUTOGRADER = files("autograder.integrations").joinpath("scripts/run_autograder").read_text()
 
-absolute() {
-    case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
-}
-source_dir="$(absolute "${WSGRADE_AUTOGRADER_ROOT:-/autograder}")/source"
-venv="$(absolute "${WSGRADE_VENV:-/opt/wsgrade-venv}")"
-python="${WSGRADE_PYTHON:-python3.11}"
-
-die() {
-    echo "setup.sh: ERROR: $*" >&2
-    exit 1
-}
-
-usable() {
-    command -v "$python" >/dev/null 2>&1 && "$python" -c 'import ensurepip, venv' >/dev/null 2>&1
-}
-
-if [ ! -x "$venv/bin/python" ]; then
-    if ! usable && [[ "$python" != */* ]] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup.sh: installing $python and $python-venv from the base image's apt archive"
-        apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$python" "$python-venv" \
-            || echo "setup.sh: apt-get could not install $python" >&2
-    fi
-    usable || die "$python with its venv module is needed and not available. On Gradescope, choose the" \
-        "Ubuntu 22.04 base image (its archive has python3.11 and python3.11-venv), or set WSGRADE_PYTHON" \
-        "to a Python >= 3.11 that has the venv module."
-    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-        || die "$python is Python $("$python" -c 'import sys; print(sys.version.split()[0])'); the grader needs >= 3.11"
-    "$python" -m venv "$venv" || die "could not create the virtual environment $venv"
-fi
-
-echo "setup.sh: installing the grader from $source_dir into $venv (pinned by requirements/constraints.txt)"
-"$venv/bin/python" -m pip install --no-input --disable-pip-version-check --no-cache-dir \
-    -c "$source_dir/requirements/constraints.txt" -e "$source_dir" \
-    || die "pip could not install the grader and its pinned dependencies (see pip's message above)"
-"$venv/bin/python" -c 'import autograder.grading, autograder.report' \
-    || die "the grader was installed but does not import (see the traceback above)"
-echo "setup.sh: done"
-"""
-
-RUN_AUTOGRADER = r"""#!/usr/bin/env bash
-# Gradescope runs this once per submission, as root, in a fresh container of the image setup.sh
-# built. It grades /autograder/submission with the sandboxed grader into
-# /autograder/results/results.json. Whatever happens, it leaves a valid results.json: if the grader
-# fails (a crash, a missing environment, the time limit), it writes a score of 0 with a message
-# that says the grader failed, not the student's code. Standard output (the grader's report and
-# what went wrong) is shown to instructors only.
-#
-# Environment (defaults are Gradescope's layout):
-#   WSGRADE_AUTOGRADER_ROOT  folder holding source/, submission/, results/   (default /autograder)
-#   WSGRADE_VENV             virtual environment made by setup.sh            (default /opt/wsgrade-venv)
-#   WSGRADE_TIME_LIMIT       seconds the grader may run; keep it under the assignment's autograder
-#                            timeout (default 540; Gradescope's default timeout is 600)
-#   WSGRADE_DRY_RUN=1        a dry run: exit with status 3 when the grader failed. Otherwise the exit
-#                            status is 0 either way: Gradescope reads only results.json.
-# A relative path is taken from the folder this script was started in (it changes to source/).
-set -uo pipefail
-
-absolute() {
-    case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac
-}
-root="$(absolute "${WSGRADE_AUTOGRADER_ROOT:-/autograder}")"
-venv="$(absolute "${WSGRADE_VENV:-/opt/wsgrade-venv}")"
-if [ -d "$venv" ]; then
-    venv="$(cd "$venv" && pwd -P)"  # its real path: the sandbox mounts real paths for the worker
-fi
-limit="${WSGRADE_TIME_LIMIT:-540}"
-python="$venv/bin/python"
-results="$root/results/results.json"
-
-case "$limit" in
-    '' | *[!0-9]*)
-        echo "WSGRADE_TIME_LIMIT=$limit is not a whole number of seconds; using 540"
-        limit=540
-        ;;
-esac
-
-mkdir -p "$root/results"
-rm -f "$results"
-[ -x "$python" ] || echo "no $python: setup.sh did not make the environment (see the build log)"
-cd "$root/source" || echo "no folder $root/source"
-export PYTHONPATH="$root/source"  # the unpacked tree: the grader finds solutions/ next to autograder/
-
-"$python" -c '
-import sys, autograder
-print("wsgrade", autograder.__version__, "from", autograder.__path__[0], "on Python", sys.version.split()[0])
-'
-# -P: nothing in the current folder shadows an import. --require-isolation: refuse to grade where
-# student code's file access cannot be restricted (set WSGRADE_ALLOW_UNISOLATED=1 to grade anyway).
-isolation=--require-isolation
-[ "${WSGRADE_ALLOW_UNISOLATED:-0}" = 1 ] && isolation=
-timeout --kill-after=10 "$limit" \
-    "$python" -P -m autograder grade "$root/submission" --json "$results" --budget "$((limit * 9 / 10))" $isolation
-status=$?
-echo "the grader exited with status $status"
-
-if timeout 60 "$python" -I -c '
-import json, math, sys
-with open(sys.argv[1]) as stream:
-    data = json.load(stream)
-score = data["score"]
-assert isinstance(score, (int, float)) and math.isfinite(score), "score is not a number"
-assert isinstance(data.get("tests", []), list), "tests is not a list"
-' "$results"; then
-    exit 0
-fi
-
-case "$status" in
-    124 | 137) reason="it ran past its time limit of $limit seconds" ;;
-    *) reason="it stopped with exit status $status" ;;
-esac
-echo "no valid results.json from the grader ($reason): writing a score of 0"
-message="The autograder could not grade this submission: the grading program itself failed ($reason)."
-message+=" This is not a verdict on your code. Please tell your course staff: they can see the details"
-message+=" in the autograder output. The score of 0 stands only until the submission is graded again."
-cat >"$results.partial" <<EOF
-{
-  "score": 0,
-  "output": "$message",
-  "visibility": "visible",
-  "stdout_visibility": "hidden",
-  "tests": [],
-  "extra_data": {"grader_failed": true}
-}
-EOF
-mv "$results.partial" "$results"
-echo "run_autograder: ERROR: the grader failed ($reason); $results holds a score of 0 that says so" >&2
-if [ "${WSGRADE_DRY_RUN:-0}" = 1 ]; then
-    exit 3
-fi
-"""
-
-#: What the zip carries from the repository besides the two scripts (folders are walked).
 SHIPPED = ("README.md", "pyproject.toml", "requirements/constraints.txt", "autograder", "solutions")
 
 _SKIPPED_FOLDERS = {"__pycache__", ".hypothesis", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints"}
