@@ -95,6 +95,7 @@ def breakdown(reference: Path) -> None:
     watch.wrap(Sandbox, "_start", "worker starts (spawn, handshake, load)")
     watch.wrap(Sandbox, "call", "calls of student code (round trips)")
     watch.wrap(hypothesis.core.StateForActualGivenExecution, "execute_once", "hypothesis examples (run)")
+    watch.wrap(hypothesis.core.StateForActualGivenExecution, "run_engine", "hypothesis tests (whole)")
     collection: list[float] = []
 
     class Timer:
@@ -120,14 +121,16 @@ def breakdown(reference: Path) -> None:
         pytest.main = original
     calls = watch.seconds.get("calls of student code (round trips)", 0.0)
     examples = watch.seconds.get("hypothesis examples (run)", 0.0)
+    engine = watch.seconds.get("hypothesis tests (whole)", 0.0) - examples
     tests = sum(test.seconds for test in report.tests)
     rows = [
         ("grader imports (numpy, pytest, hypothesis, autograder)", imports),
         ("pytest collection", collection[1] - collection[0] if len(collection) == 2 else float("nan")),
         *[(label, seconds) for label, seconds in watch.seconds.items() if label.startswith("worker")],
+        ("outside the tests (loading, pytest's session, the report)", wall - tests),
         ("calls of student code (round trips)", calls),
-        ("hypothesis generation and bookkeeping (outside the examples)", tests - examples),
-        ("hidden tests' own work (references, checks, hints)", examples - calls),
+        ("hypothesis generation and bookkeeping (outside the examples)", engine),
+        ("hidden tests' own work (references, checks, hints, pytest)", tests - calls - engine),
     ]
     print(f"\nwhere one correctness grading of the reference goes ({wall:.2f} s wall, {cpu:.2f} s CPU here):")
     for label, seconds in rows:
