@@ -32,7 +32,7 @@ import autograder
 from autograder import __version__
 from autograder.diagnostics import error_id
 from autograder.feedback import CheckFailed, NotImplementedYet
-from autograder.sandbox.client import Limits, Sandbox, SandboxBroken, SubmissionDoesNotLoad
+from autograder.sandbox.client import Limits, Sandbox, SubmissionDoesNotLoad
 from autograder.sandbox.isolation import Exposure
 from autograder.source import REPO_ROOT, SOLUTION_SOURCE
 from autograder.submission import PreparedSubmission, load_submission
@@ -657,6 +657,62 @@ def _run_pytest(
     return collector, log.getvalue()
 
 
+def _load(sandbox: Sandbox, submission: PreparedSubmission, notes: list[str]) -> dict[str, str]:
+    """Start the worker and load the submission; add what the student should know to ``notes``.
+
+    Returns:
+        Why a contract function is missing, by name (see :func:`_missing_reasons`).
+
+    Raises:
+        SandboxBroken: the environment is broken (a grader error, never a 0 for the student).
+    """
+    try:
+        functions, cell_errors, printed = sandbox.load()
+    except SubmissionDoesNotLoad as problem:  # every test will fail with this message
+        notes.append(f"Your code could not be loaded, so no test could pass: {problem}")
+        return {}
+    missing = [name for name in contract_functions() if name not in functions]
+    if missing:
+        notes.append("not defined in your code: " + ", ".join(missing))
+    for error in cell_errors[:_CELL_ERRORS_SHOWN]:
+        notes.append(_describe_cell_error(submission, error))
+    if len(cell_errors) > _CELL_ERRORS_SHOWN:
+        notes.append(f"... and {len(cell_errors) - _CELL_ERRORS_SHOWN} more notebook cells raised (ignored)")
+    if printed.strip():
+        notes.append("your code printed while loading:\n" + printed.rstrip())
+    return _missing_reasons(submission, missing, cell_errors)
+
+
+def _scored(collector: _Collector) -> list[TestResult]:
+    """The collected verdicts with their points: each task's shared by weight, then the forfeits."""
+    shares = {
+        nodeid: share
+        for task_id, weights in collector.weights.items()
+        for nodeid, share in apportion(task_by_id(task_id).points, weights).items()
+    }
+    tests = []
+    for record in collector.records:
+        max_score = 0.0 if record.status == "skipped" else shares[record.nodeid]
+        tests.append(
+            TestResult(
+                record.name,
+                record.task_id,
+                max_score if record.status == "passed" else round(max_score * record.fraction, 2),
+                max_score,
+                record.status,
+                record.output,
+                "visible" if record.public else HIDDEN_VISIBILITY,
+                record.tags,
+                record.mistake,
+                record.internal_error,
+                record.seconds,
+                record.gated,
+                record.traceback,
+            )
+        )
+    return _apply_forfeits(tests)
+
+
 def grade_prepared(
     submission: PreparedSubmission,
     *,
@@ -695,26 +751,10 @@ def grade_prepared(
     limits = limits or Limits()
     notes = list(submission.notes)
     exposure = submission_exposure(gpu)
-    missing_reasons: dict[str, str] = {}
     with Sandbox(
         submission, contract_functions(), limits, exposure=exposure, hide=course_files(submission, hide)
     ) as sandbox:
-        try:
-            functions, cell_errors, printed = sandbox.load()
-            missing = [name for name in contract_functions() if name not in functions]
-            if missing:
-                notes.append("not defined in your code: " + ", ".join(missing))
-            for error in cell_errors[:_CELL_ERRORS_SHOWN]:
-                notes.append(_describe_cell_error(submission, error))
-            missing_reasons = _missing_reasons(submission, missing, cell_errors)
-            if len(cell_errors) > _CELL_ERRORS_SHOWN:
-                notes.append(f"... and {len(cell_errors) - _CELL_ERRORS_SHOWN} more notebook cells raised (ignored)")
-            if printed.strip():
-                notes.append("your code printed while loading:\n" + printed.rstrip())
-        except SandboxBroken:
-            raise  # the environment is broken: a grader error, never a score of 0 for the student
-        except SubmissionDoesNotLoad as problem:  # every test will fail with this message
-            notes.append(f"Your code could not be loaded, so no test could pass: {problem}")
+        missing_reasons = _load(sandbox, submission, notes)
         collector, log = _run_pytest(
             sandbox,
             missing_reasons,
@@ -726,32 +766,7 @@ def grade_prepared(
         )
         restarts = sandbox.workers_started
         isolation = sandbox.isolation
-    shares = {
-        nodeid: share
-        for task_id, weights in collector.weights.items()
-        for nodeid, share in apportion(task_by_id(task_id).points, weights).items()
-    }
-    tests = []
-    for record in collector.records:
-        max_score = 0.0 if record.status == "skipped" else shares[record.nodeid]
-        tests.append(
-            TestResult(
-                record.name,
-                record.task_id,
-                max_score if record.status == "passed" else round(max_score * record.fraction, 2),
-                max_score,
-                record.status,
-                record.output,
-                "visible" if record.public else HIDDEN_VISIBILITY,
-                record.tags,
-                record.mistake,
-                record.internal_error,
-                record.seconds,
-                record.gated,
-                record.traceback,
-            )
-        )
-    tests = _apply_forfeits(tests)
+    tests = _scored(collector)
     if collector.problems:
         raise RuntimeError("the hidden test suite is broken: " + "; ".join(collector.problems) + "\n" + log[-3000:])
     if restarts > 1:
