@@ -129,8 +129,8 @@ def breakdown(reference: Path) -> None:
         *[(label, seconds) for label, seconds in watch.seconds.items() if label.startswith("worker")],
         ("outside the tests (loading, pytest's session, the report)", wall - tests),
         ("calls of student code (round trips)", calls),
-        ("hypothesis generation and bookkeeping (outside the examples)", engine),
-        ("hidden tests' own work (references, checks, hints, pytest)", tests - calls - engine),
+        ("hypothesis engine (outside the examples)", engine),
+        ("the tests' own work (drawing inputs, references, checks)", tests - calls - engine),
     ]
     print(f"\nwhere one correctness grading of the reference goes ({wall:.2f} s wall, {cpu:.2f} s CPU here):")
     for label, seconds in rows:
