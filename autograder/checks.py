@@ -332,6 +332,7 @@ def check_array(
     what: str = "the result",
     scale: np.ndarray | None = None,
     hints: Sequence[Hint] = (),
+    confirm: Callable[[Hint], bool] | None = None,
 ) -> None:
     """Check that a returned array equals ``expected`` up to scaled tolerance.
 
@@ -343,6 +344,9 @@ def check_array(
         scale: per entry, the sum of the magnitudes of the terms that make it up (default:
             ``|expected|``); the tolerance is proportional to it.
         hints: classic mistakes to recognise when the check fails.
+        confirm: asked about a hint whose mistake reproduced the student's values, before it is
+            shown: True when the same mistake also explains the student's answer on a second,
+            generic input (a small shrunk input can match a mistake by coincidence).
 
     Raises:
         CheckFailed: with expected vs got and, where recognised, a hint.
@@ -362,12 +366,21 @@ def check_array(
     if np.all(error <= tolerance):
         return
     hint = matching_hint(hints, got, lambda g, wrong: reproduces(g, wrong, tolerance))
+    if hint is not None and confirm is not None and not _confirmed(confirm, hint):
+        hint = None  # right or silent: a coincidence on this input is no diagnosis
     problem = (
         f"expected {what}: {format_array(expected)}\n"
         f"got:      {format_array(got)}\n"
         f"{first_difference(got, expected, tolerance)}"
     )
     raise outcome.fail(problem, hint=hint)
+
+
+def _confirmed(confirm: Callable[[Hint], bool], hint: Hint) -> bool:
+    try:
+        return bool(confirm(hint))
+    except (Exception, NotImplementedYet):  # the second call failed: nothing is confirmed
+        return False
 
 
 def reproduces(got: np.ndarray, wrong: Any, tolerance: float | np.ndarray) -> bool:

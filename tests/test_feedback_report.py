@@ -139,3 +139,17 @@ def test_an_old_format_notebook_is_converted_and_a_sloppy_current_one_loses_noth
         notebook_code_cells(json.dumps(broken))
     sloppy = {"nbformat": 4, "cells": [{"cell_type": "code", "source": "y = 2"}]}  # no metadata anywhere
     assert notebook_code_cells(json.dumps(sloppy))[0] == ("y = 2\n",)
+
+
+def test_a_hint_that_matches_only_by_coincidence_is_not_shown(tmp_path: Path) -> None:
+    """A stride applied to the rows only once matched "kernel flipped" on hypothesis's shrunk input;
+    a hint is now confirmed on generic values of the same shapes before it is shown."""
+    from tests.corpus import all_mutants, mutant_source
+
+    mutant = next(m for m in all_mutants() if m.name == "layer-stride-rows-only")
+    path = tmp_path / "weight_sharing.py"
+    path.write_text(mutant_source(mutant))
+    report = grade(path, performance=False, select="test_layer_stride_and_padding")
+    (test,) = report.tests
+    assert test.status == "failed"
+    assert "Hint:" not in test.output and test.mistake is None, test.output
