@@ -56,6 +56,10 @@ from autograder.submission import PreparedSubmission, notebook_code_cells
 from autograder.tasks import TASKS, contract_functions, task_by_id
 from tests.corpus import all_mutants, mutant_source, reference_source
 
+# One worker builds the course (the module's `course` fixture, about 80 s): with `pytest -n 2
+# --dist loadgroup` both workers built it before.
+pytestmark = pytest.mark.xdist_group("nbgrader")
+
 VENV_BIN = Path(sys.executable).parent
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 REFERENCE_HELPERS = ("_check_conv_args", "_pair", "_lc_windows")
