@@ -758,7 +758,12 @@ def grade_all(
     entries = list_entries(submissions)
     gradebook = out_dir / "gradebook.sqlite"
     with _guard(out_dir, out_dir):
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        # The students' code and feedback are for the course staff only: no other user of the
+        # machine (a later class's sandbox among them) may read a past run's folder.
+        students = out_dir / "students"
+        students.mkdir(mode=0o750, exist_ok=True)
+        students.chmod(0o750)
     with _lock_output(out_dir), _run_scratch() as scratch, _grader_log(out_dir / GRADER_LOG):
         with _guard(gradebook, out_dir):
             connection = open_gradebook(gradebook)

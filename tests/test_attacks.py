@@ -456,9 +456,32 @@ def _classmates():
 _classmates()
 """
     (submissions / "zed.py").write_text(STUBS + thief)
-    summary = grade_all(
-        submissions, tmp_path / "out", jobs=2, performance=False, limits=Limits(isolation=mode), allow_unisolated=False
-    )
+    # Last term's class, graded into a folder anyone may traverse: its students/ is the staff's only.
+    last_term = Path(tempfile.mkdtemp(prefix="wsgrade-last-term-", dir="/tmp"))
+    try:
+        last_term.chmod(0o755)
+        (last_term / "class").mkdir()
+        (last_term / "class" / "bob.py").write_text(reference_source())
+        grade_all(
+            last_term / "class",
+            last_term / "out",
+            jobs=1,
+            performance=False,
+            select="conv2d_hand",
+            limits=Limits(isolation=mode),
+            allow_unisolated=True,
+        )
+        assert not (last_term / "out" / "students").stat().st_mode & 0o007
+        summary = grade_all(
+            submissions,
+            tmp_path / "out",
+            jobs=2,
+            performance=False,
+            limits=Limits(isolation=mode),
+            allow_unisolated=False,
+        )
+    finally:
+        shutil.rmtree(last_term, ignore_errors=True)
     assert set(summary.graded) == {"alice", "zed"}
     results = {
         s: json.loads((tmp_path / "out" / "students" / s / "results.json").read_text()) for s in ("alice", "zed")
