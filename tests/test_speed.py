@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -171,3 +172,22 @@ def test_measure_speed_falls_back_to_wall_time_where_no_cpu_time_is_measured() -
 
     verdict = measure_speed(TINY, wall, _fake([0.1]), _no_check, seed=7)
     assert verdict.clock == "wall" and verdict.ratio == pytest.approx(2.0)
+
+
+def test_concurrent_gradings_lease_different_cpus_for_their_speed_twins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two gradings at once used to pick their CPU by pid and share one half the time."""
+    import tempfile
+
+    from autograder.speed import lease_cpu
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # leases of its own, not a parallel test's
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("one CPU: nothing to spread")
+    with lease_cpu() as first, lease_cpu() as second:
+        assert first != second and {int(first), int(second)} <= set(cpus)
+    with lease_cpu() as again:
+        assert int(again) in cpus, "released leases are free again"

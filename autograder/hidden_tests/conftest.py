@@ -11,7 +11,6 @@ the same for every submission.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from types import ModuleType
@@ -24,6 +23,7 @@ from autograder.grading import GPU_KEY, MISSING_KEY, SANDBOX_KEY
 from autograder.reference import load_reference
 from autograder.sandbox.client import Limits, Sandbox
 from autograder.source import SOLUTION_SOURCE, module_text
+from autograder.speed import lease_cpu
 from autograder.submission import PreparedSubmission, load_submission
 from autograder.tasks import contract_functions
 
@@ -72,13 +72,12 @@ def reference_worker(sub: SubmissionProxy) -> Iterator[Sandbox]:
     submission = PreparedSubmission(
         "module", (code,), "weight_sharing.py", "<reference>", hashlib.sha256(code.encode()).hexdigest()
     )
-    # Both twins on the same CPU, chosen per grading process so that parallel gradings spread out.
-    allowed = sorted(os.sched_getaffinity(0))
-    cpu = str(allowed[os.getpid() % len(allowed)])
-    sub.sandbox.pin(cpu)
-    limits = replace(sub.sandbox.limits, call_timeout=120.0, budget_seconds=3600.0, cpus=cpu)
-    with Sandbox(submission, ("conv2d_fast",), limits, exposure=sub.sandbox.exposure) as box:
-        yield box
+    # Both twins on the same CPU, one that no other grading's twins hold (see lease_cpu).
+    with lease_cpu() as cpu:
+        sub.sandbox.pin(cpu)
+        limits = replace(sub.sandbox.limits, call_timeout=120.0, budget_seconds=3600.0, cpus=cpu)
+        with Sandbox(submission, ("conv2d_fast",), limits, exposure=sub.sandbox.exposure) as box:
+            yield box
 
 
 @pytest.fixture(scope="session")
