@@ -555,7 +555,10 @@ class Sandbox:
         return None
 
     def _uid_pids(self) -> list[int]:
-        return uid_processes(self.uid) if self.uid is not None else []
+        if self.uid is None:
+            return []
+        # Nothing leaves its cgroup (moving needs root): where there is one, its few pids suffice.
+        return uid_processes(self.uid, among=self._cgroup.pids() if self._cgroup is not None else None)
 
     def _load(self, worker: _Worker) -> None:
         """Wait while the worker runs the submission's code; a failure there is the student's."""

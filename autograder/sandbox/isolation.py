@@ -483,10 +483,17 @@ class UidLease:
             self._fd = None
 
 
-def uid_processes(uid: int) -> list[int]:
-    """The pids of every live process (zombies aside) whose real, effective or saved uid is ``uid``."""
+def uid_processes(uid: int, among: Iterable[int] | None = None) -> list[int]:
+    """The pids of every live process (zombies aside) whose real, effective or saved uid is ``uid``.
+
+    Args:
+        uid: the uid.
+        among: only these pids (a sandbox's cgroup: a few files to read instead of all of /proc,
+            which cost 6 ms before and after every timed call); None for every process.
+    """
     pids = []
-    for entry in Path("/proc").iterdir():
+    entries = (Path(f"/proc/{pid}") for pid in among) if among is not None else Path("/proc").iterdir()
+    for entry in entries:
         if not entry.name.isdigit():
             continue
         try:
