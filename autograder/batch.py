@@ -524,7 +524,10 @@ class _PoolEngine:
 @contextmanager
 def _pool(jobs: int, scratch: Path) -> Iterator[ProcessPoolExecutor]:
     pool = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_pool_process, initargs=(str(scratch),)
+        max_workers=jobs,
+        mp_context=get_context("spawn"),
+        initializer=_start_pool_process,
+        initargs=(str(scratch), os.getpid()),
     )
     try:
         yield pool
@@ -532,9 +535,9 @@ def _pool(jobs: int, scratch: Path) -> Iterator[ProcessPoolExecutor]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _start_pool_process(scratch: str) -> None:
+def _start_pool_process(scratch: str, coordinator: int) -> None:
     """Set up a pool process: its temporary files go in the run's scratch folder, and it dies with
-    grade-all (even one killed by SIGKILL).
+    grade-all (even one killed by SIGKILL, even before this ran).
 
     Its parent's death sends it SIGTERM (``PR_SET_PDEATHSIG``, Linux), which unwinds the grading
     like Ctrl-C and so closes its sandboxes; but the pool's own loop would then wait for the next
@@ -551,7 +554,9 @@ def _start_pool_process(scratch: str) -> None:
     with suppress(OSError, AttributeError):  # not Linux: the watchdog alone, within a second
         told = ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM)) == 0  # PR_SET_PDEATHSIG
     stop_on_sigterm()
-    watchdog = threading.Thread(target=_exit_without_parent, args=(os.getppid(), told), daemon=True)
+    # The coordinator's pid comes from the coordinator: a process still starting when grade-all was
+    # killed would otherwise take its new parent (init) for grade-all and wait on it for ever.
+    watchdog = threading.Thread(target=_exit_without_parent, args=(coordinator, told), daemon=True)
     watchdog.start()
 
 
