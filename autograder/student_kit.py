@@ -47,7 +47,7 @@ import numpy as np
 
 import autograder
 from autograder import checks
-from autograder.release import build_release
+from autograder.release import write_release
 from autograder.sandbox import wire
 from autograder.sandbox.client import CallResult, Limits, StudentRaised, _encode_request
 from autograder.tasks import PARTS, TASKS, contract_functions, tasks_for_function
@@ -576,12 +576,7 @@ def export(dest: Path, *, overwrite: bool = False) -> list[Path]:
             raise FileExistsError(f"{dest} is not empty; pass --force to replace the kit written there")
         shutil.rmtree(dest)
     files = kit_files()  # records first: nothing is written when the reference fails
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, content in build_release().items():
-        path = dest / name
-        path.write_text(content)
-        written.append(path)
+    written = write_release(dest)
     wheel = dest / wheel_name()
     wheel.write_bytes(build_wheel(files))
     written.append(wheel)
