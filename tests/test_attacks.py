@@ -15,6 +15,7 @@ import json
 import os
 import re
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -650,7 +651,7 @@ def conv2d(image, kernel):
         written = 0
         for i in range(16):  # up to 256 MiB per folder
             try:
-                with open(os.path.join(folder, f"fill{n}-{i}"), "wb") as handle:
+                with open(os.path.join(folder, f"fill{TOKEN}{n}-{i}"), "wb") as handle:
                     handle.write(chunk)
                 written += len(chunk)
             except OSError:
@@ -658,14 +659,15 @@ def conv2d(image, kernel):
         print("wrote", written >> 20, "MiB")
     return np.zeros((1, 1))
 """
-    report = _grade(tmp_path, _replace("conv2d", attack), mode, select="test_conv2d_hand")
+    token = secrets.token_hex(4)  # this test's files only: the other xdist worker may run the same attack
+    report = _grade(tmp_path, _replace("conv2d", attack.replace("{TOKEN}", token)), mode, select="test_conv2d_hand")
     assert _points(report, "conv2d")[0] == 0
     written = [int(m) for m in re.findall(r"wrote (\d+) MiB", _everything(report))]
     if choose_isolation(mode).namespaces:  # HOME is /tmp, the one writable place: 64 MiB in all
         assert written and sum(written[:1] + written[2:]) <= Limits().home_bytes >> 20, written
     # Nothing it wrote is left anywhere below the shared writable folders (the sandbox's scratch and
     # HOME included). Free space is no measure here: the suite's other worker installs venvs meanwhile.
-    pattern = re.compile(r"fill[0-3]-\d+")
+    pattern = re.compile(rf"fill{token}[0-3]-\d+")
     leftovers = [
         os.path.join(root, name)
         for folder in ("/tmp", "/var/tmp", "/dev/shm")
