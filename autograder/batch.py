@@ -81,6 +81,7 @@ __all__ = [
     "lost_outcome",
     "open_gradebook",
     "remove_abandoned_scratch",
+    "run_scratch",
     "student_id",
 ]
 
@@ -769,7 +770,7 @@ def grade_all(
         students = out_dir / "students"
         students.mkdir(mode=0o750, exist_ok=True)
         students.chmod(0o750)
-    with _lock_output(out_dir), _run_scratch() as scratch, _grader_log(out_dir / GRADER_LOG):
+    with _lock_output(out_dir), run_scratch() as scratch, _grader_log(out_dir / GRADER_LOG):
         with _guard(gradebook, out_dir):
             connection = open_gradebook(gradebook)
         with closing(connection):
@@ -901,7 +902,13 @@ _UNLOCKED_GRACE_S = 600  # a folder without its lock file yet may be a run start
 
 
 @contextmanager
-def _run_scratch() -> Iterator[Path]:
+def run_scratch() -> Iterator[Path]:
+    """A scratch folder in the temporary folder, locked while it lives, after removing those of
+    runs that were killed (see :func:`remove_abandoned_scratch`).
+
+    Yields:
+        The folder (0755: a sandbox uid passes through it to its own scratch folder inside).
+    """
     base = Path(tempfile.gettempdir())
     remove_abandoned_scratch(base)
     folder = Path(tempfile.mkdtemp(prefix=_RUN_PREFIX, dir=base))

@@ -19,10 +19,12 @@ time whatever the thread count, so more threads only leave cores idle.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,7 +179,11 @@ class ClusterEngine:
                 submission, arguments = prepared
                 # looked up now, so that a test's stand-in for it travels to the workers too
                 future = self.client.submit(
-                    batch._grade_one, *arguments, key=f"wsgrade-{job.student}-{uuid.uuid4().hex}", pure=False
+                    _in_scratch,
+                    batch._grade_one,
+                    *arguments,
+                    key=f"wsgrade-{job.student}-{uuid.uuid4().hex}",
+                    pure=False,
                 )
                 pending[future] = (job, submission)
             if not pending:
@@ -191,6 +197,26 @@ class ClusterEngine:
                 job, submission = pending.pop(future)
                 yield FinishedGrading(job, submission, _outcome(future, job, KilledWorker))
                 future.release()
+
+
+def _in_scratch(grade: Callable[..., GradingOutcome], *arguments: Any) -> GradingOutcome:
+    """On a worker: ``grade(*arguments)`` with every temporary file of the grading (sandboxes,
+    hypothesis home, reference twin) in a locked scratch folder of its own.
+
+    A worker killed in the middle of a grading (a SIGKILL, the OOM killer) cannot clean up; its
+    folder's lock is then free, and the next grading on that machine removes it.
+    """
+    with batch.run_scratch() as scratch:
+        before = tempfile.tempdir, os.environ.get("TMPDIR")
+        tempfile.tempdir = os.environ["TMPDIR"] = str(scratch)
+        try:
+            return grade(*arguments)
+        finally:
+            tempfile.tempdir = before[0]
+            if before[1] is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = before[1]
 
 
 def _outcome(future: Future, job: GradingJob, killed: type[BaseException]) -> GradingOutcome:

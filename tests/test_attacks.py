@@ -269,6 +269,10 @@ def test_a_disk_search_thief_finds_nothing(tmp_path: Path, mode: str) -> None:
     (tmp_path / "classmate").mkdir()
     (tmp_path / "classmate" / "weight_sharing.py").write_text(reference_source())  # beside the thief's file
     report = _grade(tmp_path, STUBS + DISK_THIEF, mode, select="test_part1 or test_part6")
+    _the_thief_found_nothing(report, tmp_path, mode)
+
+
+def _the_thief_found_nothing(report: GradingReport, tmp_path: Path, mode: str) -> None:
     found = eval(report.output[report.output.index("THIEF found: ") + 13 :].split("\n")[0])  # our own repr
     if choose_isolation(mode).namespaces:
         assert found == [] and report.score == 0, (found, report.score)
@@ -280,6 +284,47 @@ def test_a_disk_search_thief_finds_nothing(tmp_path: Path, mode: str) -> None:
     assert not [path for path in found if path.startswith(protected_places)], found
     if not found:
         assert report.score == 0
+
+
+@protected
+def test_a_grading_that_ends_first_uncovers_nothing_for_the_one_still_running(tmp_path: Path, mode: str) -> None:
+    """Two gradings at once on one machine (``grade-all --jobs 2``, two graders, two CI workers).
+
+    In uid mode both tighten the same checkout; the first to finish must not give the folders their
+    modes back while the other's student code still runs. The thief waits, inside its sandbox, for
+    the other grader's process to end, then searches the disk.
+    """
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "weight_sharing.py").write_text("import time\ntime.sleep(4)\n" + reference_source())
+    command = [sys.executable, "-m", "autograder", "grade", str(first / "weight_sharing.py"), "-q", "--no-speed"]
+    other = subprocess.Popen(
+        [*command, "-k", "test_shift2d_hand_example", "--isolation", mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        begun = time.monotonic()
+        while other.poll() is None and time.monotonic() < begun + 60:
+            if _sandbox_processes() if mode in DEDICATED_UID else time.monotonic() > begun + 2:
+                break  # its student code is running (it sleeps at import)
+            time.sleep(0.05)
+        assert other.poll() is None, "the first grading ended before its sandbox was seen"
+        wait = f"""
+import time
+def _running(pid):
+    try:
+        return open(f"/proc/{{pid}}/stat").read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+while _running({other.pid}):
+    time.sleep(0.05)
+"""
+        thief = DISK_THIEF.replace('os.walk("/"', f"os.walk({str(REPO_ROOT)!r}")  # where uid mode protects
+        report = _grade(tmp_path, STUBS + wait + thief, mode, select="test_part1 or test_part6")
+        assert other.wait(timeout=120) == 0, other.stdout.read() if other.stdout else ""
+    finally:
+        other.kill()
+        other.wait()
+    _the_thief_found_nothing(report, tmp_path, mode)
 
 
 @protected

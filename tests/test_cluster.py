@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import sqlite3
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,24 +93,35 @@ def test_a_local_cluster_gives_exactly_the_scores_of_the_local_pool(
 
 
 @pytest.fixture
-def two_workers() -> Iterator[distributed.Client]:
-    """A cluster of our own with 2 worker processes (nannies restart a killed one), and its client."""
+def two_workers() -> Iterator[tuple[distributed.Client, Path]]:
+    """A cluster of our own with 2 worker processes (nannies restart a killed one), its client and
+    the workers' temporary folder (like a remote machine's /tmp: not grade-all's scratch folder)."""
     import dask
 
     from autograder.cluster import SCHEDULER_SETTINGS
 
+    workers_tmp = Path(tempfile.mkdtemp(prefix="wsgrade-test-workers-", dir="/tmp"))
+    workers_tmp.chmod(0o711)  # a sandbox uid passes through to its scratch folder inside
     with dask.config.set(SCHEDULER_SETTINGS):
         cluster = distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, memory_limit=0
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=None,
+            memory_limit=0,
+            env={"TMPDIR": str(workers_tmp)},
         )
-    with cluster, distributed.Client(cluster) as client:
-        yield client
+    try:
+        with cluster, distributed.Client(cluster) as client:
+            yield client, workers_tmp
+    finally:
+        shutil.rmtree(workers_tmp, ignore_errors=True)
 
 
 def test_a_worker_killed_mid_grading_costs_nothing(
-    submissions: Path, pool_gradebook: dict[str, Any], tmp_path: Path, two_workers: distributed.Client
+    submissions: Path, pool_gradebook: dict[str, Any], tmp_path: Path, two_workers: tuple[distributed.Client, Path]
 ) -> None:
-    client = two_workers
+    client, workers_tmp = two_workers
     killed: list[str] = []
 
     def kill_a_busy_worker(progress: BatchProgress) -> None:
@@ -130,6 +143,8 @@ def test_a_worker_killed_mid_grading_costs_nothing(
     assert cluster["rows"] == 5, "exactly one row per student"
     assert cluster["scores"] == pool_gradebook["scores"] and cluster["tests"] == pool_gradebook["tests"]
     assert all(not worker.endswith(killed[0]) for worker in cluster["workers"].values()), "regraded elsewhere"
+    # the killed worker's sandbox and hypothesis folders were removed by a later grading on the machine
+    assert not [p.name for p in workers_tmp.iterdir() if p.name.startswith("wsgrade-")], list(workers_tmp.iterdir())
 
 
 def _grade_or_kill_the_worker(student: str, submission: Any, options: Any, hide: Any, version: str) -> Any:

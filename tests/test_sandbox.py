@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
+import subprocess
+import sys
 import textwrap
 import time
 from dataclasses import replace
@@ -282,6 +285,58 @@ def test_student_code_runs_in_another_process_and_where_isolated_as_another_user
         assert pid == host_pid and parent == os.getpid()
     else:  # in its own PID namespace (full) or not (uid), and never as the grader's user
         assert uid != os.getuid(), "student code runs as an unprivileged uid of its own"
+
+
+#: A grader process that tightens a folder (uid mode's Tightened), then restores it when told.
+HOLDER = """
+import sys
+from pathlib import Path
+from autograder.sandbox.isolation import Tightened
+held = Tightened([Path(sys.argv[1])])
+print("held", flush=True)
+if sys.stdin.readline().strip() == "restore":
+    held.restore()
+"""
+
+
+def _holder(folder: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline() == "held\n"
+    return process
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="uid mode (and its Tightened) is for graders running as root")
+def test_tightened_folders_stay_hidden_until_the_last_grader_on_the_machine_is_done(tmp_path: Path) -> None:
+    course = tmp_path / "course"
+    course.mkdir(mode=0o755)
+    first = _holder(course)
+    second = _holder(course)  # another process: a second grade-all pool process, another CI worker
+    assert _mode(course) == 0o700
+    first.communicate("restore\n", timeout=30)
+    assert _mode(course) == 0o700, "the first to finish must not uncover the folder for the other"
+    second.communicate("restore\n", timeout=30)
+    assert _mode(course) == 0o755
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="uid mode (and its Tightened) is for graders running as root")
+def test_a_killed_grader_does_not_leave_the_course_unreadable(tmp_path: Path) -> None:
+    course, other = tmp_path / "course", tmp_path / "other"
+    course.mkdir(mode=0o750)
+    other.mkdir(mode=0o755)
+    killed = _holder(course)
+    killed.kill()  # SIGKILL: no restore
+    killed.wait()
+    assert _mode(course) == 0o700
+    from autograder.sandbox.isolation import Tightened
+
+    Tightened([other]).restore()  # the next grading on the machine, whatever it hides
+    assert _mode(course) == 0o750 and _mode(other) == 0o755
 
 
 def test_a_worker_that_cannot_start_is_a_grader_error_not_a_zero(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
 import os
 import shutil
 import signal
@@ -48,11 +49,11 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 __all__ = [
     "ALL_PROTECTIONS",
@@ -585,43 +586,91 @@ def remove_files_of(uid: int, folders: Sequence[str] = ("/tmp", "/var/tmp", "/de
 class Tightened:
     """Take read and search permission for "group" and "other" away from paths, then give it back.
 
-    Shared by every sandbox of this process (reference counted), so that concurrent sandboxes do
-    not restore a mode while another still needs it hidden. Only the permission bits that were
-    removed are put back, and only on paths whose mode nobody changed in between.
+    Shared by every sandbox **on this machine**, not just of this process: two ``grade-all``
+    pool processes, or a grading next to another, tighten the same checkout, and the first to
+    finish must not give its modes back while the other's student code is still running. Who
+    holds which path is recorded in :data:`_TIGHTENED` (root's, 0700) under an ``flock``: per
+    path, its original and tightened modes and the holders (pid and start time, one entry per
+    sandbox). The last holder to leave restores the mode. A holder that died without restoring
+    (a grader killed by SIGKILL) is dropped by the next process that takes the lock, and paths
+    left with no live holder get their modes back then, so a killed grader does not leave the
+    course unreadable. Only the permission bits that were removed are put back, and only on paths
+    whose mode nobody changed in between.
     """
-
-    _lock = threading.Lock()
-    _holders: ClassVar[dict[Path, list[int]]] = {}  # path -> [count, original mode, tightened mode]
 
     def __init__(self, paths: Iterable[Path]) -> None:
         self.paths: list[Path] = []
-        with self._lock:
+        me = _holder(os.getpid())
+        with _tightened_records() as records:
             for path in dict.fromkeys(Path(p).resolve() for p in paths):
                 try:
                     mode = stat.S_IMODE(os.lstat(path).st_mode)
                 except OSError:
                     continue
-                held = self._holders.get(path)
+                held = records.get(str(path))
                 if held is None:
                     tight = mode & 0o700
                     if tight != mode:
                         os.chmod(path, tight)
-                    self._holders[path] = [1, mode, tight]
+                    records[str(path)] = {"original": mode, "tight": tight, "holders": [me]}
                 else:
-                    held[0] += 1
+                    held["holders"].append(me)
                 self.paths.append(path)
 
     def restore(self) -> None:
         """Give the paths their modes back (once the last sandbox that needs them is done)."""
-        with self._lock:
+        me = _holder(os.getpid())
+        with _tightened_records() as records:
             for path in self.paths:
-                held = self._holders.get(path)
-                if held is None:
-                    continue
-                held[0] -= 1
-                if held[0] == 0:
-                    del self._holders[path]
-                    with contextlib.suppress(OSError):
-                        if stat.S_IMODE(os.lstat(path).st_mode) == held[2]:
-                            os.chmod(path, held[1])
+                held = records.get(str(path))
+                if held is not None and me in held["holders"]:
+                    held["holders"].remove(me)
             self.paths = []
+
+
+_TIGHTENED = _UID_LOCKS.parent / "wsgrade-tightened"
+
+
+def _holder(pid: int) -> list[int]:
+    """A process as a holder: its pid and start time (``/proc/PID/stat``), so a reused pid is
+    not taken for the process that died."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return [pid, int(fields[19])]
+    except (OSError, IndexError, ValueError):
+        return [pid, -1]
+
+
+@contextlib.contextmanager
+def _tightened_records() -> Iterator[dict[str, dict]]:
+    """The machine's record of tightened paths, locked; written back, and every path left
+    with no live holder given its mode back, on leaving."""
+    folder = _TIGHTENED
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise RuntimeError(f"{folder} must be a folder of uid {os.geteuid()} with mode 0700; remove it and grade again")
+    lock = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = folder / "records.json"
+        try:
+            records: dict[str, dict] = json.loads(record.read_text())
+        except (OSError, ValueError):
+            records = {}
+        try:
+            yield records
+        finally:
+            for path, held in list(records.items()):
+                held["holders"] = [h for h in held["holders"] if _holder(h[0]) == h]
+                if held["holders"]:
+                    continue
+                del records[path]
+                with contextlib.suppress(OSError):
+                    if stat.S_IMODE(os.lstat(path).st_mode) == held["tight"]:
+                        os.chmod(path, held["original"])
+            fresh = folder / f"records.json.{os.getpid()}.{threading.get_ident()}"
+            fresh.write_text(json.dumps(records))
+            os.replace(fresh, record)
+    finally:
+        os.close(lock)
