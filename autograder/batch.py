@@ -1053,11 +1053,12 @@ def class_report(out_dir: Path) -> ClassReport:
 
     Raises:
         FileNotFoundError: if there is no gradebook there.
+        OutputUnusable: the gradebook cannot be read (damaged, not a gradebook, unreadable).
     """
     path = out_dir / "gradebook.sqlite"
     if not path.exists():
         raise FileNotFoundError(f"no gradebook in {out_dir}; run `wsgrade grade-all SUBMISSIONS --out {out_dir}` first")
-    with closing(open_gradebook(path)) as connection:
+    with _guard(path, out_dir), closing(open_gradebook(path)) as connection:
         gradings = connection.execute(
             "SELECT id, student, score, max_score, status, output FROM gradings WHERE current = 1 ORDER BY student"
         ).fetchall()

@@ -178,11 +178,11 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from autograder.batch import class_report
+    from autograder.batch import OutputUnusable, class_report
 
     try:
         report = class_report(Path(args.out_dir))
-    except FileNotFoundError as problem:
+    except (FileNotFoundError, OutputUnusable) as problem:
         print(f"wsgrade: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(report.text())

@@ -299,7 +299,9 @@ def test_a_grading_that_ends_first_uncovers_nothing_for_the_one_still_running(tm
     (first / "weight_sharing.py").write_text("import time\ntime.sleep(4)\n" + reference_source())
     command = [sys.executable, "-m", "autograder", "grade", str(first / "weight_sharing.py"), "-q", "--no-speed"]
     other = subprocess.Popen(
-        [*command, "-k", "test_shift2d_hand_example", "--isolation", mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*command, "-k", "test_shift2d_hand_example", "--isolation", mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         begun = time.monotonic()

@@ -138,6 +138,9 @@ def test_a_damaged_gradebook_is_named_left_alone_and_a_fresh_one_resumes(
     error = capsys.readouterr().err
     assert f"{gradebook} is damaged" in error and f"mv {gradebook} {gradebook}.damaged" in error, error
     assert "Traceback" not in error and gradebook.read_bytes() == damaged, "the damaged file is left as it was"
+    assert main(["report", str(out)]) == 1  # the class overview says the same, no traceback either
+    error = capsys.readouterr().err
+    assert f"{gradebook} is damaged" in error and "Traceback" not in error, error
     gradebook.rename(out / "gradebook.sqlite.damaged")
     assert main(command) == 0 and _rows(out) == [("ada", "graded")]
 
