@@ -43,6 +43,7 @@ __all__ = [
     "HIDDEN_TESTS",
     "MISSING_KEY",
     "SANDBOX_KEY",
+    "WRONG_FILE",
     "GpuUnavailable",
     "GradingReport",
     "TestResult",
@@ -657,6 +658,14 @@ def _run_pytest(
     return collector, log.getvalue()
 
 
+#: What a student reads first when the submission defines none of the functions.
+WRONG_FILE = (
+    "Your code defines none of the problem set's functions (conv2d, conv2d_layer, ... "
+    "locally_connected2d_backward): this looks like the wrong file. Hand in the weight_sharing "
+    "notebook or weight_sharing.py you were given, with your code in it, keeping the functions' names."
+)
+
+
 def _load(sandbox: Sandbox, submission: PreparedSubmission, notes: list[str]) -> dict[str, str]:
     """Start the worker and load the submission; add what the student should know to ``notes``.
 
@@ -672,7 +681,9 @@ def _load(sandbox: Sandbox, submission: PreparedSubmission, notes: list[str]) ->
         notes.append(f"Your code could not be loaded, so no test could pass: {problem}")
         return {}
     missing = [name for name in contract_functions() if name not in functions]
-    if missing:
+    if missing and len(missing) == len(contract_functions()):
+        notes.append(WRONG_FILE)
+    elif missing:
         notes.append("not defined in your code: " + ", ".join(missing))
     for error in cell_errors[:_CELL_ERRORS_SHOWN]:
         notes.append(_describe_cell_error(submission, error))

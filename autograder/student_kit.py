@@ -431,7 +431,7 @@ def record_public_cases() -> dict[str, Any]:
     Raises:
         RuntimeError: when the reference fails one of its own public tests, or the suite is broken.
     """
-    from autograder.grading import _run_pytest
+    from autograder.grading import WRONG_FILE, _run_pytest
     from autograder.reference import load_reference
 
     recorder = _Recorder()
@@ -465,6 +465,7 @@ def record_public_cases() -> dict[str, Any]:
         "format": 1,
         "grader_version": autograder.__version__,
         "functions": list(contract_functions()),
+        "messages": {"wrong_file": WRONG_FILE},
         "parts": {str(part): name for part, name in PARTS.items()},
         "tasks": [{"id": t.id, "function": t.function, "part": t.part, "title": t.title} for t in TASKS],
         "tests": tests,

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.grading import GradingReport, apportion, grade
+from autograder.grading import WRONG_FILE, GradingReport, apportion, grade
 from autograder.release import RELEASE_DIR, student_notebook
 from autograder.tasks import TASKS
 from tests.corpus import reference_source
@@ -166,6 +166,22 @@ def test_cli_check_runs_only_the_public_tests(tmp_path: Path, reference_file: Pa
     assert result.returncode == 0, result.stderr
     assert "public tests pass" in result.stdout
     assert "Self-check" in result.stdout
+
+
+def _foreign_notebook(path: Path) -> Path:
+    """Another course's homework handed in by mistake."""
+    cells = [
+        nbformat.v4.new_markdown_cell("# Homework 3: linear regression"),
+        nbformat.v4.new_code_cell("import numpy as np\n\ndef fit(x, y):\n    return np.polyfit(x, y, 1)"),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    return path
+
+
+def test_a_foreign_notebook_is_told_it_is_the_wrong_file(tmp_path: Path) -> None:
+    report = grade(_foreign_notebook(tmp_path / "weight_sharing.ipynb"), select="test_part2", performance=False)
+    assert report.score == 0 and not report.internal_errors
+    assert WRONG_FILE in report.output and "not defined in your code" not in report.output
 
 
 def test_the_submission_runs_outside_the_grader_process(tmp_path: Path) -> None:

@@ -277,6 +277,17 @@ def test_an_unreadable_submission_scores_zero_with_the_reason(tmp_path: Path) ->
     assert "submission.py is empty" in results.summary() and "could not be graded" in (results.output or "")
 
 
+def test_a_foreign_notebook_is_told_it_is_the_wrong_file(tmp_path: Path) -> None:
+    from autograder.grading import WRONG_FILE
+
+    cells = [nbformat.v4.new_code_cell("def fit(x, y):\n    return x")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / MASTER)
+    results = GradingResults([])
+    SandboxVerdict(str(tmp_path / MASTER), {}, {}).after_grading(results)
+    assert results.total == 0 and results.possible == sum(task.points for task in GRADED_TASKS)
+    assert WRONG_FILE in (results.output or "")
+
+
 def _run_checks(tests: Path, namespace: dict) -> dict[str, list[bool]]:
     results = {}
     for path in sorted(tests.glob("*.py")):

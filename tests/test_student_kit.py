@@ -14,6 +14,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from autograder.cli import EXIT_BAD_INPUT
@@ -209,6 +210,16 @@ def test_a_mutant_gets_the_feedback_wsgrade_check_gives(name: str, kit_bin: Path
             assert test["mistake"] == grader[test_name].mistake
     if mutants[name].mistake:
         assert mutants[name].mistake in {t["mistake"] for t in kit_tests.values()}
+
+
+def test_a_foreign_notebook_is_told_it_is_the_wrong_file_as_the_grader_tells_it(kit_bin: Path, tmp_path: Path) -> None:
+    from autograder.grading import WRONG_FILE
+
+    path = tmp_path / "weight_sharing.ipynb"
+    cells = [nbformat.v4.new_code_cell("def fit(x, y):\n    return x")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    report = _wscheck(kit_bin, path)
+    assert report["passed"] == 0 and WRONG_FILE in report["stdout"].replace("\n", " ").replace("  ", " ")
 
 
 def test_the_kit_says_where_the_other_commands_are(kit_bin: Path) -> None:

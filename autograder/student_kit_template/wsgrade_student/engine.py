@@ -452,7 +452,9 @@ def check(
         try:
             defined, cell_errors, printed = worker.load()
             absent = [name for name in cases["functions"] if name not in defined]
-            if absent:
+            if absent and len(absent) == len(cases["functions"]):
+                notes.append(cases["messages"]["wrong_file"])
+            elif absent:
                 notes.append("not defined in your code: " + ", ".join(absent))
             for error in cell_errors[:10]:
                 label = submission["labels"][error["cell"] - 1] if submission["labels"] else "a cell"
