@@ -19,6 +19,7 @@ time whatever the thread count, so more threads only leave cores idle.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -59,6 +60,7 @@ SCHEDULER_SETTINGS: dict[str, object] = {
     # one grading per worker thread, none queued behind it: a dying worker takes no innocent with it
     "distributed.scheduler.worker-saturation": 1.0,
 }
+_log = logging.getLogger(__name__)
 _INSTALL = 'pip install -e ".[cluster]"'
 _CONNECT_SECONDS = 30
 
@@ -224,8 +226,10 @@ def _outcome(future: Future, job: GradingJob, killed: type[BaseException]) -> Gr
     try:
         result: Any = future.result()
     except killed as problem:
+        _log.warning("%s: every Dask worker that graded it died (%s)", job.student, problem)
         return lost_outcome(job.student, f"every Dask worker grading it died; Dask gave up: {problem}")
     except Exception as problem:  # the task could not run (unpicklable, a worker without this package)
+        _log.warning("%s: the grading task failed on the cluster", job.student, exc_info=True)
         now = batch._now()
         return GradingOutcome(job.student, "grader-error", None, f"{type(problem).__name__}: {problem}", now, now)
     if not isinstance(result, GradingOutcome):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import stat
 import statistics
@@ -33,6 +34,8 @@ from autograder.sandbox.client import CallResult
 from autograder.tasks import SPEED_BANDS, SPEED_EDGE_MARGIN, SpeedShape
 
 __all__ = ["SpeedVerdict", "band", "call_time", "fresh_inputs", "lease_cpu", "measure_speed", "near_band_edge"]
+
+_log = logging.getLogger(__name__)
 
 ROUNDS = 5
 EXTRA_ROUNDS = 4
@@ -181,6 +184,7 @@ def measure_speed(
 
     run(rounds)
     if near_band_edge(verdict().ratio):
+        _log.info("%s: ratio %.3f is near a band edge; %d more rounds", shape.name, verdict().ratio, EXTRA_ROUNDS)
         run(EXTRA_ROUNDS)
     return verdict()
 

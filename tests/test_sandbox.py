@@ -325,7 +325,7 @@ def test_tightened_folders_stay_hidden_until_the_last_grader_on_the_machine_is_d
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="uid mode (and its Tightened) is for graders running as root")
-def test_a_killed_grader_does_not_leave_the_course_unreadable(tmp_path: Path) -> None:
+def test_a_killed_grader_does_not_leave_the_course_unreadable(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     course, other = tmp_path / "course", tmp_path / "other"
     course.mkdir(mode=0o750)
     other.mkdir(mode=0o755)
@@ -337,6 +337,7 @@ def test_a_killed_grader_does_not_leave_the_course_unreadable(tmp_path: Path) ->
 
     Tightened([other]).restore()  # the next grading on the machine, whatever it hides
     assert _mode(course) == 0o750 and _mode(other) == 0o755
+    assert f"{course.resolve()} was hidden by graders that died (pids [{killed.pid}])" in caplog.text  # the grader log
 
 
 def test_a_worker_that_cannot_start_is_a_grader_error_not_a_zero(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 import time
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["SandboxCgroup"]
+
+_log = logging.getLogger(__name__)
 
 _ROOT = Path("/sys/fs/cgroup")
 
@@ -114,7 +117,8 @@ class SandboxCgroup:
                     elif controller == "cpuset":
                         (path / "cpuset.mems").write_text((base / "cpuset.mems").read_text().strip())
                         (path / "cpuset.cpus").write_text(cpus or (base / "cpuset.cpus").read_text().strip())
-        except OSError:
+        except OSError as problem:
+            _log.warning("no cgroup for sandbox %s (%s): only per-process rlimits apply", name, problem)
             cls(tuple(made)).remove()
             return None
         return cls(tuple(made))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import select
 import shutil
@@ -60,6 +61,8 @@ __all__ = [
     "SubmissionDoesNotLoad",
     "WorkerCrashed",
 ]
+
+_log = logging.getLogger(__name__)
 
 #: The files copied into the worker's own folder (nothing else of the grader's package goes there).
 WORKER_FILES = tuple(Path(module.__file__ or "") for module in (wire, layers)) + (
@@ -395,9 +398,10 @@ class Sandbox:
             self._cgroup.remove()
             self._cgroup = None
         if self.uid is not None:
-            kill_uid(self.uid)
-            if not self.isolation.namespaces:
-                remove_files_of(self.uid)
+            if strays := kill_uid(self.uid):
+                _log.info("sandbox uid %d: killed %d processes the student's code left running", self.uid, strays)
+            if not self.isolation.namespaces and (left := remove_files_of(self.uid)):
+                _log.info("sandbox uid %d: removed %d files it left in the shared temporary folders", self.uid, left)
         shutil.rmtree(self._scratch, ignore_errors=True)
         if self._lease is not None:
             self._lease.release()

@@ -40,6 +40,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import logging
 import os
 import shutil
 import signal
@@ -77,6 +78,8 @@ __all__ = [
     "uid_range",
     "wrap_command",
 ]
+
+_log = logging.getLogger(__name__)
 
 Mode = Literal["full", "uid", "user-namespaces", "process"]
 #: What may be asked for: a mode, or ``auto`` (the strongest this machine allows).
@@ -248,6 +251,7 @@ def choose_isolation(requested: Requested | str = "auto") -> Isolation:
         if mode == "uid" and probe["setpriv"] and not probe["uid"]:
             why = f"; an unprivileged uid cannot run {interpreter()}: use an interpreter other users can read"
         raise ValueError(f"isolation {mode!r} is not available here (available: {', '.join(available)}){why}")
+    _log.debug("isolation %s (requested %s; available here: %s)", mode, requested, ", ".join(available))
     return Isolation(mode, LEVELS[mode])
 
 
@@ -662,8 +666,11 @@ def _tightened_records() -> Iterator[dict[str, dict]]:
             yield records
         finally:
             for path, held in list(records.items()):
-                held["holders"] = [h for h in held["holders"] if _holder(h[0]) == h]
-                if held["holders"]:
+                alive = [h for h in held["holders"] if _holder(h[0]) == h]
+                if dead := sorted({h[0] for h in held["holders"] if h not in alive}):
+                    _log.warning("%s was hidden by graders that died (pids %s) and not given back", path, dead)
+                held["holders"] = alive
+                if alive:
                     continue
                 del records[path]
                 with contextlib.suppress(OSError):
