@@ -12,12 +12,12 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from autograder.examples import public_tests_module
 from autograder.source import BEGIN, REPO_ROOT, SOLUTION_SOURCE, is_definition_code, module_text, strip_solutions
 from autograder.submission import EXAMPLE_TAG
 from autograder.tasks import ALLOWED_PACKAGES, PARTS, TASKS, UNTIMED_TASKS
 
 __all__ = [
-    "PUBLIC_TESTS_SOURCE",
     "RELEASE_DIR",
     "SELF_CHECK_TAG",
     "build_release",
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 RELEASE_DIR = REPO_ROOT / "assignments" / "weight_sharing"
-PUBLIC_TESTS_SOURCE = REPO_ROOT / "solutions" / "test_public.py"
 
 #: The tag of the standalone release's "Check Part N" cells (the text and the ``!wsgrade check``
 #: cell): a platform with its own checks (nbgrader's test cells, otter's ``grader.check``) drops them.
@@ -246,7 +245,7 @@ def build_release() -> dict[str, str]:
     return {
         "weight_sharing.py": module,
         "weight_sharing.ipynb": nbformat.writes(student_notebook(text)) + "\n",
-        "test_public.py": PUBLIC_TESTS_SOURCE.read_text(),
+        "test_public.py": public_tests_module(),
         "README.md": _student_readme(),
     }
 

@@ -7,10 +7,11 @@
 * ``source/weight_sharing/weight_sharing.ipynb``: the instructor's notebook. Every markdown,
   example and figure cell of ``solutions/weight_sharing.py`` is a plain cell; the cells holding
   ``### BEGIN SOLUTION`` regions are nbgrader solution cells; after each task's function comes a
-  read-only autograder test cell worth the task's points, with a few visible checks and more checks
-  inside ``### BEGIN HIDDEN TESTS``. The standalone release's "Check Part N" cells and its
-  self-study section are left out: under nbgrader the test cells are the self-check (see
-  :func:`autograder.release.platform_cells`).
+  read-only autograder test cell worth the task's points, with the task's public examples as visible
+  checks and a few more inside ``### BEGIN HIDDEN TESTS`` (both from :mod:`autograder.examples`,
+  the table the release's ``test_public.py`` comes from too). The standalone release's "Check
+  Part N" cells and its self-study section are left out: under nbgrader the test cells are the
+  self-check (see :func:`autograder.release.platform_cells`).
 
 **The verdict is not decided in the student's kernel, and no student code runs there.** nbgrader
 scores a test cell by whether it raised in the kernel, after the student's code, which can replace
@@ -52,6 +53,7 @@ from nbgrader import utils as nbgrader_utils
 from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float
 
+from autograder.examples import NBGRADER_HELPERS, nbgrader_checks
 from autograder.files import write_generated
 from autograder.grading import GradingReport, grade_prepared, require_file_protection
 from autograder.release import finalise_notebook, platform_cells, solution_notebook
@@ -84,246 +86,11 @@ _SCHEMA = 3
 #: nbgrader_config.py of the exported course, kept as a file beside this module (checked by ruff).
 CONFIG = files("autograder.integrations").joinpath("scripts/nbgrader_config.py").read_text()
 
-_CHECK_HELPERS = '''# The checks the test cells use. This cell is read-only.
-import numpy as np
-
-
-def check_close(got, expected, what):
-    """Fail unless ``got`` is an array of ``expected``'s shape with (nearly) the same values."""
-    expected = np.asarray(expected, dtype=float)
-    if not isinstance(got, np.ndarray):
-        raise AssertionError(f"{what}: expected an array, got {type(got).__name__}")
-    if got.shape != expected.shape:
-        raise AssertionError(f"{what}: expected shape {expected.shape}, got {got.shape}")
-    if not np.allclose(got, expected, rtol=1e-7, atol=1e-9):
-        raise AssertionError(f"{what}:\\nexpected\\n{expected}\\ngot\\n{got}")
-    print("ok:", what)
-
-
-def check_equal(got, expected, what):
-    """Fail unless ``got == expected`` (numbers, tuples, booleans)."""
-    if not got == expected:
-        raise AssertionError(f"{what}: expected {expected!r}, got {got!r}")
-    print("ok:", what)
-
-
-def check_raises(error, what, function, *args, **kwargs):
-    """Fail unless ``function(*args, **kwargs)`` raises ``error``."""
-    try:
-        function(*args, **kwargs)
-    except error:
-        print("ok:", what)
-        return
-    raise AssertionError(f"{what}: expected {error.__name__}")
-'''
-
 _HEADER = """\
 # Task {id} {function}: {points:g} points.
 # Run this cell to check your {function}. Your grade does not come from these checks: when the
 # notebook is autograded, the grader's hidden tests run your code in a sandbox (many more inputs,
 # with feedback on what went wrong)."""
-
-#: task id -> (visible checks, hidden checks); both run in the kernel, for the student's benefit only
-_CHECKS: dict[str, tuple[str, str]] = {
-    "1.1": (
-        """\
-image = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
-kernel = np.array([[1.0, 0.0], [0.0, -1.0]])
-check_close(conv2d(image, kernel), [[-4.0, -4.0], [-4.0, -4.0]], "conv2d does not flip the kernel")
-check_equal(conv2d(np.ones((5, 7)), np.ones((2, 3))).shape, (4, 5), "conv2d output shape")""",
-        """\
-check_close(
-    conv2d(np.arange(12.0).reshape(3, 4), np.array([[1.0, 2.0]])),
-    [[2.0, 5.0, 8.0], [14.0, 17.0, 20.0], [26.0, 29.0, 32.0]],
-    "conv2d with a rectangular kernel",
-)
-check_raises(ValueError, "conv2d: kernel larger than the image", conv2d, np.ones((2, 2)), np.ones((3, 3)))
-check_raises(ValueError, "conv2d: 3-D image", conv2d, np.ones((2, 2, 2)), np.ones((1, 1)))""",
-    ),
-    "1.2": (
-        """\
-x = np.arange(16.0).reshape(1, 1, 4, 4)
-out = conv2d_layer(x, np.ones((1, 1, 3, 3)), np.array([0.5]), stride=2, padding=1)
-check_close(out, [[[[10.5, 24.5], [51.5, 90.5]]]], "conv2d_layer with bias, stride 2 and padding 1")""",
-        """\
-rng = np.random.default_rng(12)
-x, w = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((4, 3, 2, 3))
-expected = [[sum(conv2d(x[n, c], w[o, c]) for c in range(3)) for o in range(4)] for n in range(2)]
-check_close(conv2d_layer(x, w), expected, "conv2d_layer sums conv2d over input channels")
-one_channel, two_channels = np.ones((1, 1, 4, 4)), np.ones((1, 2, 4, 4))
-check_raises(ValueError, "conv2d_layer: mismatched channels", conv2d_layer, two_channels, np.ones((1, 3, 2, 2)))
-check_raises(ValueError, "conv2d_layer: stride 0", conv2d_layer, one_channel, np.ones((1, 1, 2, 2)), stride=0)""",
-    ),
-    "2.1": (
-        """\
-check_equal(conv_output_size(32, 5), 28, "conv_output_size(32, 5)")
-check_equal(conv_output_size(224, 11, stride=4, padding=2), 55, "AlexNet's first layer")""",
-        """\
-check_equal(conv_output_size(7, 3, stride=2, padding=1), 4, "conv_output_size(7, 3, stride=2, padding=1)")
-check_raises(ValueError, "conv_output_size: the kernel does not fit", conv_output_size, 2, 5)""",
-    ),
-    "2.2": (
-        """\
-check_equal(dense_params(1024, 64, bias=False), 65_536, "dense 1024 -> 64 without bias")""",
-        """\
-check_equal(dense_params(10, 3), 33, "dense 10 -> 3 with bias")""",
-    ),
-    "2.3": (
-        """\
-check_equal(conv2d_params(1, 8, 3, bias=False), 72, "eight 3x3 filters")
-check_equal(conv2d_params(3, 64, (3, 3)), 1_792, "VGG's first layer")""",
-        """\
-check_equal(conv2d_params(3, 4, (2, 5)), 124, "a rectangular kernel with bias")""",
-    ),
-    "2.4": (
-        """\
-check_equal(locally_connected2d_params(224, 1, 1, 3, bias=False), 443_556, "the slide's unshared 3x3 filter")""",
-        """\
-check_equal(locally_connected2d_params((5, 6), 2, 3, (2, 3)), 624, "rectangular input and kernel")
-check_equal(locally_connected2d_params((5, 6), 1, 1, 2, stride=2), 30, "stride 2")""",
-    ),
-    "2.5": (
-        """\
-lenet5 = [
-    {"type": "conv2d", "out_channels": 6, "kernel_size": 5},
-    {"type": "maxpool2d", "kernel_size": 2},
-    {"type": "conv2d", "out_channels": 16, "kernel_size": 5},
-    {"type": "maxpool2d", "kernel_size": 2},
-    {"type": "flatten"},
-    {"type": "dense", "out_features": 120},
-    {"type": "dense", "out_features": 84},
-    {"type": "dense", "out_features": 10},
-]
-summary = network_summary(lenet5, (1, 32, 32))
-check_equal([tuple(shape) for shape, _ in summary[:2]], [(6, 28, 28), (6, 14, 14)], "LeNet-5's first shapes")
-check_equal(sum(params for _, params in summary), 61_706, "LeNet-5's parameters")""",
-        """\
-padded = [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}]
-check_equal(network_summary(padded, (3, 8, 8)), [((4, 8, 8), 112)], "a padded conv layer")
-check_raises(ValueError, "network_summary: unknown layer", network_summary, [{"type": "softmax2d"}], (1, 4, 4))
-dense = [{"type": "dense", "out_features": 2}]
-check_raises(ValueError, "network_summary: dense before flatten", network_summary, dense, (1, 4, 4))""",
-    ),
-    "3.1": (
-        """\
-x = np.arange(9.0).reshape(1, 1, 3, 3)
-weight = np.arange(9.0).reshape(3, 3, 1, 1, 1, 1)  # a 1x1 filter of its own at each position
-check_close(locally_connected2d(x, weight, np.ones((3, 3, 1))), x**2 + 1, "per-position 1x1 filters with bias")""",
-        """\
-check_raises(
-    ValueError, "locally_connected2d: positions do not match", locally_connected2d,
-    np.ones((1, 1, 4, 4)), np.ones((2, 2, 1, 1, 2, 2)),
-)
-rng = np.random.default_rng(31)
-x, w, b = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 2, 2)), rng.standard_normal(4)
-lc_w, lc_b = np.broadcast_to(w, (4, 4, 4, 3, 2, 2)), np.broadcast_to(b, (4, 4, 4))
-check_close(locally_connected2d(x, lc_w, lc_b), conv2d_layer(x, w, b), "tied weights give the convolution")""",
-    ),
-    "3.2": (
-        """\
-w, b = np.arange(24.0).reshape(4, 3, 2, 1), np.arange(4.0)
-lc_w, lc_b = conv_as_locally_connected(w, b, (2, 3))
-check_equal((lc_w.shape, lc_b.shape), ((2, 3, 4, 3, 2, 1), (2, 3, 4)), "conv_as_locally_connected shapes")
-check_close(lc_w[1, 2], w, "every position holds the conv filters")""",
-        """\
-check_equal(conv_as_locally_connected(w, None, 2)[1], None, "no bias in, no bias out")
-lc_w[0, 0] += 1.0  # must be a new, writeable array
-check_close(w, np.arange(24.0).reshape(4, 3, 2, 1), "the conv weights are not changed through the result")""",
-    ),
-    "4.1": (
-        """\
-x = np.array([[1.0, 2.0], [3.0, 4.0]])
-check_close(shift2d(x, 1, 0), [[0.0, 0.0], [1.0, 2.0]], "shift down")
-check_close(shift2d(x, 0, -1), [[2.0, 0.0], [4.0, 0.0]], "shift left")
-check_close(shift2d(x, 0, 1, circular=True), [[2.0, 1.0], [4.0, 3.0]], "circular shift right")""",
-        """\
-check_close(shift2d(np.ones((2, 3, 3)), 5, 0), np.zeros((2, 3, 3)), "a shift larger than the image")
-check_raises(ValueError, "shift2d: 1-D input", shift2d, np.ones(3), 1, 0)""",
-    ),
-    "4.2": (
-        """\
-x = np.arange(12.0).reshape(1, 1, 3, 4)
-w = np.zeros((1, 1, 3, 3))
-w[0, 0, 1, 1] = 1.0
-check_close(circular_conv2d(x, w), x, "the centre tap is the identity")
-w = np.zeros((1, 1, 3, 3))
-w[0, 0, 1, 2] = 1.0
-check_close(circular_conv2d(x, w), np.roll(x, -1, axis=3), "the right-hand tap reads the right neighbour")""",
-        """\
-check_raises(ValueError, "circular_conv2d: even kernel", circular_conv2d, np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)))
-check_close(circular_conv2d(x, w, np.array([2.0])), np.roll(x, -1, axis=3) + 2.0, "bias")""",
-    ),
-    "4.3": (
-        """\
-x = np.arange(16.0).reshape(1, 1, 4, 4)
-check_equal(equivariance_error(lambda v: 2 * v, x, 1, 2), 0.0, "a pointwise layer is equivariant")
-position_bias = np.arange(16.0).reshape(4, 4)
-error = np.abs(position_bias - np.roll(position_bias, (1, 2), axis=(0, 1))).max()
-check_equal(equivariance_error(lambda v: v + position_bias, x, 1, 2), error, "a position-dependent bias")""",
-        """\
-def crop(v):
-    return v[..., 1:, :]
-
-
-check_raises(ValueError, "equivariance_error: the layer changes the size", equivariance_error, crop, x, 1, 0)""",
-    ),
-    "4.4": (
-        """\
-rng = np.random.default_rng(44)
-x, w = rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
-check_equal(is_shift_equivariant(lambda v: circular_conv2d(v, w), x, [(1, 0), (0, 1), (2, 3)]), True, "circular conv")
-bias = rng.standard_normal((6, 6))
-check_equal(is_shift_equivariant(lambda v: v + bias, x, [(1, 0)]), False, "a position-dependent bias")""",
-        """\
-def subsample_then_repeat(v):
-    return np.repeat(np.repeat(v[..., ::2, ::2], 2, axis=-2), 2, axis=-1)
-
-
-check_equal(is_shift_equivariant(subsample_then_repeat, x, [(2, 0), (0, 4)]), True, "stride 2, even shifts")
-check_equal(is_shift_equivariant(subsample_then_repeat, x, [(2, 0), (1, 0)]), False, "stride 2, an odd shift last")
-check_equal(is_shift_equivariant(lambda v: v[..., 1:, 1:], x, [(1, 0)]), False, "a layer that changes the size")""",
-    ),
-    "5.1": (
-        """\
-rng = np.random.default_rng(51)
-x, w, b = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
-expected = conv2d_layer(x, w, b, stride=2, padding=1)
-check_close(conv2d_fast(x, w, b, stride=2, padding=1), expected, "conv2d_fast matches conv2d_layer")""",
-        """\
-x = np.arange(16.0).reshape(1, 1, 4, 4)
-out = conv2d_fast(x, np.ones((1, 1, 3, 3)), np.array([0.5]), stride=2, padding=1)
-check_close(out, [[[[10.5, 24.5], [51.5, 90.5]]]], "conv2d_fast with bias, stride 2 and padding 1")
-two_channels = np.ones((1, 2, 4, 4))
-check_raises(ValueError, "conv2d_fast: mismatched channels", conv2d_fast, two_channels, np.ones((1, 3, 2, 2)))""",
-    ),
-    "6.1": (
-        """\
-x = np.arange(9.0).reshape(1, 1, 3, 3)
-dx, dw, db = conv2d_backward(np.ones((1, 1, 2, 2)), x, np.ones((1, 1, 2, 2)))
-check_close(db, [4.0], "the bias gradient is a sum over the 4 positions")
-check_close(dw, [[[[8.0, 12.0], [20.0, 24.0]]]], "the weight gradient is a sum over positions")
-check_close(dx, [[[[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]]], "the input gradient")""",
-        """\
-dx, dw, db = conv2d_backward(np.ones((1, 1, 3, 3)), x, np.ones((1, 1, 3, 3)), padding=1)
-check_close(dx, [[[[4.0, 6.0, 4.0], [6.0, 9.0, 6.0], [4.0, 6.0, 4.0]]]], "the input gradient with padding 1")
-check_close(db, [9.0], "the bias gradient with padding 1")""",
-    ),
-    "6.2": (
-        """\
-x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
-weight = np.array([5.0, 6.0, 7.0, 8.0]).reshape(2, 2, 1, 1, 1, 1)
-dx, dw, db = locally_connected2d_backward(np.ones((1, 1, 2, 2)), x, weight)
-check_close(dx, weight.reshape(1, 1, 2, 2), "the input gradient of per-position 1x1 filters")
-check_close(dw, x.reshape(2, 2, 1, 1, 1, 1), "each position's weight gradient")
-check_close(db, np.ones((2, 2, 1)), "each position's bias gradient")""",
-        """\
-rng = np.random.default_rng(62)
-x, w, dout = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 2, 2)), rng.standard_normal((2, 3, 4, 4))
-_, dw_conv, _ = conv2d_backward(dout, x, w)
-_, dw_local, _ = locally_connected2d_backward(dout, x, np.broadcast_to(w, (4, 4, 3, 2, 2, 2)))
-check_close(dw_local.sum(axis=(0, 1)), dw_conv, "summed over positions, the tied gradient is the conv gradient")""",
-    ),
-}
 
 
 def graded_tasks() -> tuple[Task, ...]:
@@ -353,7 +120,8 @@ def _cell_metadata(
 
 
 def _test_cell(task: Task) -> NotebookNode:
-    visible, hidden = _CHECKS[task.id]
+    """A task's read-only test cell: its examples from :mod:`autograder.examples`, the hidden ones marked."""
+    visible, hidden = nbgrader_checks(task.id)
     source = "\n".join(
         [
             _HEADER.format(id=task.id, function=task.function, points=task.points),
@@ -388,7 +156,7 @@ def source_notebook(text: str | None = None) -> NotebookNode:
     for cell, source in zip(code, inline_helpers([cell.source for cell in code]), strict=True):
         cell.source = source
     waiting = list(graded_tasks())
-    helpers = nbformat.v4.new_code_cell(_CHECK_HELPERS.rstrip("\n"))
+    helpers = nbformat.v4.new_code_cell(NBGRADER_HELPERS.rstrip("\n"))
     helpers.metadata = _cell_metadata("check_helpers", grade=False, solution=False, locked=True)
     cells: list[NotebookNode] = []
     for cell in kept:

@@ -9,9 +9,9 @@
   :mod:`autograder.tasks`): its function in a solution block, the solution between otter's
   ``# BEGIN SOLUTION NO PROMPT`` and ``# END SOLUTION`` with a prompt that becomes the same
   ``raise NotImplementedError("Task 1.1: ...")`` stub as in our release, then a public and a
-  hidden test cell in otter's OK format (a few light asserts). The first cell is the assignment
-  config: the grading plugin, the requirements, Python 3.11, no PDFs, hidden results shown once
-  grades are published.
+  hidden test cell in otter's OK format (plain asserts of the task's examples, from
+  :mod:`autograder.examples`). The first cell is the assignment config: the grading plugin, the
+  requirements, Python 3.11, no PDFs, hidden results shown once grades are published.
 * ``requirements.txt``: what otter's grading image must install next to otter (this package).
 
 **The verdict is not decided in the student's kernel.** otter runs the tests in the kernel that ran
@@ -51,6 +51,7 @@ import yaml
 from nbformat import NotebookNode
 
 from autograder import __version__
+from autograder.examples import otter_checks
 from autograder.files import write_generated
 from autograder.integrations.otter_plugin import GRADED_TASKS, PLUGIN_NAME, question_name
 from autograder.release import finalise_notebook, platform_cells, solution_notebook
@@ -78,111 +79,6 @@ REQUIREMENTS = f"""\
 # to the index the image uses, or build the image from a checkout (pip install /path/to/checkout).
 weight-sharing-autograder=={__version__}
 """
-
-#: Per task: (public check, hidden check), run by otter in the student's kernel; light on purpose.
-_CHECKS: dict[str, tuple[str, str]] = {
-    "1.1": (
-        "image = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])\n"
-        "kernel = np.array([[1.0, 0.0], [0.0, -1.0]])\n"
-        "assert np.allclose(conv2d(image, kernel), [[-4.0, -4.0], [-4.0, -4.0]]), 'the kernel must not be flipped'",
-        "assert conv2d(np.ones((5, 7)), np.ones((2, 3))).shape == (4, 5)",
-    ),
-    "1.2": (
-        "out = conv2d_layer(np.arange(16.0).reshape(1, 1, 4, 4), np.ones((1, 1, 3, 3)), np.array([0.5]), 2, 1)\n"
-        "assert np.allclose(out, [[[[10.5, 24.5], [51.5, 90.5]]]])",
-        "assert conv2d_layer(np.ones((2, 3, 7, 6)), np.ones((4, 3, 3, 2)), None, 2, 1).shape == (2, 4, 4, 4)",
-    ),
-    "2.1": (
-        "assert conv_output_size(32, 5) == 28\nassert conv_output_size(224, 11, stride=4, padding=2) == 55",
-        "assert conv_output_size(7, 3, 2, 1) == 4",
-    ),
-    "2.2": ("assert dense_params(1024, 64, bias=False) == 65_536", "assert dense_params(10, 5) == 55"),
-    "2.3": (
-        "assert conv2d_params(1, 8, 3, bias=False) == 72\nassert conv2d_params(3, 64, (3, 3)) == 1_792",
-        "assert conv2d_params(2, 4, (3, 5)) == 124",
-    ),
-    "2.4": (
-        "assert locally_connected2d_params(224, 1, 1, 3, bias=False) == 443_556",
-        "assert locally_connected2d_params((5, 6), 2, 3, (2, 3)) == 624",
-    ),
-    "2.5": (
-        "layers = [{'type': 'conv2d', 'out_channels': 6, 'kernel_size': 5}, {'type': 'maxpool2d', 'kernel_size': 2},\n"
-        "          {'type': 'flatten'}, {'type': 'dense', 'out_features': 10}]\n"
-        "assert network_summary(layers, (1, 32, 32)) == [((6, 28, 28), 156), ((6, 14, 14), 0), ((1176,), 0), "
-        "((10,), 11_770)]",
-        "layers = [{'type': 'conv2d', 'out_channels': 4, 'kernel_size': 3, 'padding': 1}, {'type': 'flatten'}]\n"
-        "assert network_summary(layers, (1, 8, 8)) == [((4, 8, 8), 40), ((256,), 0)]",
-    ),
-    "3.1": (
-        "weight = np.ones((2, 2, 1, 1, 2, 2))\n"
-        "weight[1, 1] = 2.0\n"
-        "out = locally_connected2d(np.arange(9.0).reshape(1, 1, 3, 3), weight)\n"
-        "assert np.allclose(out, [[[[8.0, 12.0], [20.0, 48.0]]]]), 'each position has its own filter'",
-        "bias = np.arange(4.0).reshape(2, 2, 1)\n"
-        "out = locally_connected2d(np.zeros((1, 1, 3, 3)), np.ones((2, 2, 1, 1, 2, 2)), bias)\n"
-        "assert np.allclose(out, [[[[0.0, 1.0], [2.0, 3.0]]]])",
-    ),
-    "3.2": (
-        "lc_weight, lc_bias = conv_as_locally_connected(np.ones((2, 1, 3, 3)), np.array([1.0, 2.0]), (4, 5))\n"
-        "assert lc_weight.shape == (4, 5, 2, 1, 3, 3) and lc_bias.shape == (4, 5, 2)\n"
-        "assert np.allclose(lc_bias[3, 4], [1.0, 2.0])",
-        "assert conv_as_locally_connected(np.ones((1, 1, 2, 2)), None, 3)[1] is None",
-    ),
-    "4.1": (
-        "x = np.array([[1.0, 2.0], [3.0, 4.0]])\n"
-        "assert np.array_equal(shift2d(x, 1, 0), [[0.0, 0.0], [1.0, 2.0]]), 'dy > 0 moves the content down'\n"
-        "assert np.array_equal(shift2d(x, 0, 1, circular=True), [[2.0, 1.0], [4.0, 3.0]])",
-        "assert np.array_equal(shift2d(np.ones((2, 2)), 0, 5), np.zeros((2, 2)))",
-    ),
-    "4.2": (
-        "x = np.arange(18.0).reshape(1, 2, 3, 3)\n"
-        "identity = np.zeros((2, 2, 3, 3))\n"
-        "identity[0, 0, 1, 1] = identity[1, 1, 1, 1] = 1.0\n"
-        "assert np.allclose(circular_conv2d(x, identity), x)",
-        "weight = np.zeros((1, 1, 3, 3))\n"
-        "weight[0, 0, 1, 2] = 1.0\n"
-        "x = np.arange(9.0).reshape(1, 1, 3, 3)\n"
-        "assert np.allclose(circular_conv2d(x, weight), np.roll(x, -1, axis=3))",
-    ),
-    "4.3": (
-        "x = np.arange(16.0).reshape(4, 4)\n"
-        "assert equivariance_error(lambda v: 2 * v, x, 1, 2) == 0.0\n"
-        "assert equivariance_error(lambda v: v * x, x, 1, 0) > 0.0",
-        "assert equivariance_error(lambda v: v + 1.0, np.arange(16.0).reshape(4, 4), 3, -2) == 0.0",
-    ),
-    "4.4": (
-        "x = np.arange(16.0).reshape(4, 4)\n"
-        "assert is_shift_equivariant(lambda v: 3 * v, x, [(1, 0), (0, 1)])\n"
-        "assert not is_shift_equivariant(lambda v: v * x, x, [(1, 0)])",
-        "assert not is_shift_equivariant(lambda v: v[..., :2, :2], np.ones((4, 4)), [(1, 1)])",
-    ),
-    "5.1": (
-        "out = conv2d_fast(np.arange(16.0).reshape(1, 1, 4, 4), np.ones((1, 1, 3, 3)), np.array([0.5]), 2, 1)\n"
-        "assert np.allclose(out, [[[[10.5, 24.5], [51.5, 90.5]]]])",
-        "x = np.arange(18.0).reshape(1, 2, 3, 3)\n"
-        "assert np.allclose(conv2d_fast(x, np.array([1.0, -1.0]).reshape(1, 2, 1, 1)), x[:, :1] - x[:, 1:])",
-    ),
-    "6.1": (
-        "dx, dweight, dbias = conv2d_backward(np.ones((1, 1, 2, 2)), np.arange(9.0).reshape(1, 1, 3, 3), "
-        "np.ones((1, 1, 2, 2)))\n"
-        "assert np.allclose(dbias, [4.0]), 'a shared bias collects the sum over positions'\n"
-        "assert np.allclose(dweight, [[[[8.0, 12.0], [20.0, 24.0]]]])\n"
-        "assert np.allclose(dx, [[[[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]]])",
-        "shapes = [g.shape for g in conv2d_backward(np.ones((2, 3, 4, 4)), np.ones((2, 2, 6, 6)), "
-        "np.ones((3, 2, 2, 2)), 2, 1)]\n"
-        "assert shapes == [(2, 2, 6, 6), (3, 2, 2, 2), (3,)]",
-    ),
-    "6.2": (
-        "dx, dweight, dbias = locally_connected2d_backward(np.ones((1, 1, 2, 2)), np.arange(9.0).reshape(1, 1, 3, 3), "
-        "np.ones((2, 2, 1, 1, 2, 2)))\n"
-        "assert np.allclose(dweight[0, 0, 0, 0], [[0.0, 1.0], [3.0, 4.0]]), 'no sum over positions'\n"
-        "assert np.allclose(dbias, np.ones((2, 2, 1)))\n"
-        "assert np.allclose(dx, [[[[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]]])",
-        "shapes = [g.shape for g in locally_connected2d_backward(np.ones((2, 3, 2, 2)), np.ones((2, 2, 4, 4)), "
-        "np.ones((2, 2, 3, 2, 2, 2)), 2)]\n"
-        "assert shapes == [(2, 2, 4, 4), (2, 2, 3, 2, 2, 2), (2, 2, 3)]",
-    ),
-}
 
 # Lines and first lines that otter assign acts on, were they to occur in our cells (its own patterns).
 _OTTER_LINE = re.compile(
@@ -250,7 +146,7 @@ def _otter_solution(code: str, task: Task) -> str:
 
 def _question(task: Task, code: str) -> list[NotebookNode]:
     """The cells of one otter question: config, solution block, tests block."""
-    public, hidden = _CHECKS[task.id]
+    public, hidden = otter_checks(task.id)
     return [
         _raw(f"# BEGIN QUESTION\nname: {question_name(task)}\npoints: {task.points:g}"),
         _raw("# BEGIN SOLUTION"),
