@@ -175,9 +175,13 @@ def test_a_grading_that_keeps_killing_workers_is_a_grader_error_after_bounded_tr
     assert f"{CLUSTER_DEATHS_ALLOWED + 1} different workers" in message or "KilledWorker" in message, message
 
 
-def test_an_unknown_scheduler_or_a_bad_local_count_is_a_clear_message(tmp_path: Path) -> None:
+def test_an_unknown_scheduler_or_a_bad_local_count_is_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autograder import cluster
     from autograder.cluster import ClusterUnavailable, connect
 
+    monkeypatch.setattr(cluster, "_CONNECT_SECONDS", 2)  # a closed port is retried until then: 30 s
     with pytest.raises(ValueError, match="number of worker processes"), connect("local:zero"):
         pass
     with pytest.raises(ClusterUnavailable, match="no Dask scheduler answered"), connect("tcp://127.0.0.1:9"):
