@@ -191,14 +191,14 @@ WORKER = Path(__file__).resolve().parent / "worker.py"
 
 def _pack(value: Any) -> dict[str, Any]:
     """A value in the grader's wire encoding, its ``.npy`` frames as base64 (never a pickle)."""
-    frames: list[bytes] = []
+    frames: list[wire.Frame] = []
     data = wire.encode(value, frames)
-    return {"data": data, "frames": [base64.b64encode(frame).decode("ascii") for frame in frames]}
+    return {"data": data, "frames": [base64.b64encode(wire.frame_bytes(frame)).decode("ascii") for frame in frames]}
 
 
 def _through_the_wire(value: Any) -> Any:
     """The value as the grader receives it from a worker (NumPy scalars become Python numbers)."""
-    frames: list[bytes] = []
+    frames: list[wire.Frame] = []
     return wire.decode(wire.encode(value, frames), frames)
 
 
@@ -270,7 +270,7 @@ class _RecordingSandbox:
         exclusive: bool = False,
     ) -> CallResult:
         kwargs = dict(kwargs or {})
-        frames: list[bytes] = []
+        frames: list[wire.Frame] = []
         request = {
             "args": _encode_request(tuple(args), frames, set())["__tuple__"],
             "kwargs": _encode_request(kwargs, frames, set()),
@@ -282,7 +282,7 @@ class _RecordingSandbox:
             "function": function,
             "argnames": list(argnames),
             "request": request,
-            "frames": [base64.b64encode(frame).decode("ascii") for frame in frames],
+            "frames": [base64.b64encode(wire.frame_bytes(frame)).decode("ascii") for frame in frames],
             "describe": checks.describe_call(function, args, kwargs, argnames),
             "label": f"Task {task[0].id}" if task else function,
             "inputs_float32": any(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in values),

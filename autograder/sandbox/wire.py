@@ -25,13 +25,14 @@ import os
 import select
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "Frame",
     "PeerClosed",
     "Unsupported",
     "WireError",
@@ -40,6 +41,7 @@ __all__ = [
     "array_to_frame",
     "decode",
     "encode",
+    "frame_bytes",
     "pack_message",
     "read_message",
     "write_message",
@@ -96,15 +98,53 @@ class Unsupported:
 # ---------------------------------------------------------------------------------------------
 
 
-def array_to_frame(array: np.ndarray) -> bytes:
-    """One array as the bytes of a ``.npy`` file (C order)."""
-    buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
+#: One frame as it is sent: the bytes of a ``.npy`` file, whole or in parts (its header, then a
+#: view of the array's memory, so that a 25 MB array is not copied to be sent).
+Frame = bytes | tuple[bytes, memoryview]
+#: The largest ``.npy`` header read (numpy's own default bound).
+_NPY_HEADER_MAX = 10_000
 
 
-def _frame_to_array(frame: bytes) -> np.ndarray:
-    return np.lib.format.read_array(io.BytesIO(frame), allow_pickle=False)
+def array_to_frame(array: np.ndarray) -> Frame:
+    """One array as a ``.npy`` file (C order): its header and a view of its data, not copied."""
+    array = np.ascontiguousarray(array)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    return header.getvalue(), array.reshape(-1).data.cast("B") if array.size else memoryview(b"")
+
+
+def _frame_parts(frame: Frame) -> tuple[bytes | memoryview, ...]:
+    return frame if isinstance(frame, tuple) else (frame,)
+
+
+def frame_bytes(frame: Frame) -> bytes:
+    """A frame as one ``bytes`` object (the ``.npy`` file)."""
+    return b"".join(_frame_parts(frame))
+
+
+def _frame_to_array(frame: bytes | bytearray | tuple[bytes, memoryview]) -> np.ndarray:
+    """Read a ``.npy`` frame as ``np.load(allow_pickle=False)`` would, without copying its data.
+
+    The array is a view of ``frame`` when that is a ``bytearray`` (what :func:`read_message`
+    returns), so it is writeable as a loaded array is; a read-only ``bytes`` frame is copied.
+    """
+    if isinstance(frame, tuple):  # a frame made here, not read from a pipe
+        frame = frame_bytes(frame)
+    head = io.BytesIO(bytes(memoryview(frame)[: 12 + _NPY_HEADER_MAX]))
+    version = np.lib.format.read_magic(head)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(head)
+    else:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(head)
+    if dtype.hasobject:
+        raise ValueError("an object array (it would need pickle)")
+    count = math.prod(shape)
+    offset = head.tell()
+    if len(frame) - offset != count * dtype.itemsize:
+        raise ValueError(f"{len(frame) - offset} data bytes for {count} items of {dtype}")
+    array = np.frombuffer(frame, dtype=dtype, count=count, offset=offset)
+    array = array.reshape(shape[::-1]).transpose() if fortran_order else array.reshape(shape)
+    return array if array.flags.writeable else array.copy()
 
 
 def _describe(value: Any) -> str:
@@ -112,7 +152,7 @@ def _describe(value: Any) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def encode(value: Any, frames: list[bytes], depth: int = 0, *, device_array: type | None = None) -> Any:
+def encode(value: Any, frames: list[Frame], depth: int = 0, *, device_array: type | None = None) -> Any:
     """Encode a value as JSON-able data, appending arrays to ``frames``.
 
     Exact types only: an ndarray subclass, a custom object or an object array becomes an
@@ -167,7 +207,7 @@ def encode(value: Any, frames: list[bytes], depth: int = 0, *, device_array: typ
 
 def decode(
     data: Any,
-    frames: list[bytes],
+    frames: Sequence[Frame | bytearray],
     *,
     on_device: Callable[[np.ndarray], Any] | None = None,
     on_layer: Callable[[Any], Any] | None = None,
@@ -242,54 +282,73 @@ def decode(
 # ---------------------------------------------------------------------------------------------
 
 
-def pack_message(header: dict[str, Any], frames: list[bytes]) -> bytes:
-    """Serialise a header and its frames into one message (``nframes`` is filled in)."""
+def _message_parts(header: dict[str, Any], frames: Sequence[Frame]) -> list[bytes | memoryview]:
     body = json.dumps({**header, "nframes": len(frames)}).encode()
-    parts = [_HEADER.pack(len(body)), body]
+    parts: list[bytes | memoryview] = [_HEADER.pack(len(body)), body]
     for frame in frames:
-        parts += [_FRAME.pack(len(frame)), frame]
-    return b"".join(parts)
+        pieces = _frame_parts(frame)
+        parts += [_FRAME.pack(sum(len(piece) for piece in pieces)), *pieces]
+    return parts
 
 
-def write_message(fd: int, header: dict[str, Any], frames: list[bytes], deadline: float | None = None) -> None:
+def pack_message(header: dict[str, Any], frames: Sequence[Frame]) -> bytes:
+    """Serialise a header and its frames into one message (``nframes`` is filled in)."""
+    return b"".join(_message_parts(header, frames))
+
+
+def write_message(fd: int, header: dict[str, Any], frames: Sequence[Frame], deadline: float | None = None) -> None:
     """Write one message to ``fd`` (blocking, or non-blocking with a monotonic ``deadline``).
+
+    The parts go out with ``writev`` as they are: an array's memory is not copied into the message.
 
     Raises:
         WireTimeout: the deadline passed.
         PeerClosed: the reader is gone.
     """
-    view = memoryview(pack_message(header, frames))
-    while view:
+    pending = [memoryview(part).cast("B") for part in _message_parts(header, frames) if len(part)]
+    while pending:
         if deadline is not None:
             timeout = deadline - time.monotonic()
             if timeout <= 0 or not select.select([], [fd], [], timeout)[1]:
                 raise WireTimeout("the other side stopped reading")
         try:
-            view = view[os.write(fd, view) :]
+            written = os.writev(fd, pending[:_IOV_MAX])
         except BrokenPipeError:
             raise PeerClosed("the other side closed the pipe") from None
         except BlockingIOError:
             continue
+        while written:
+            if written >= len(pending[0]):
+                written -= len(pending.pop(0))
+            else:
+                pending[0], written = pending[0][written:], 0
 
 
-def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes:
-    chunks, remaining = [], size
-    while remaining:
+_IOV_MAX = 512  # buffers per writev (Linux allows 1024)
+
+
+def _read_exactly(fd: int, size: int, deadline: float | None) -> bytearray:
+    """``size`` bytes read straight into one buffer (no chunks joined afterwards)."""
+    buffer = bytearray(size)
+    view, done = memoryview(buffer), 0
+    while done < size:
         if deadline is not None:
             timeout = deadline - time.monotonic()
             if timeout <= 0 or not select.select([fd], [], [], timeout)[0]:
                 raise WireTimeout("the message did not arrive in time")
-        chunk = os.read(fd, min(remaining, 1 << 20))
-        if not chunk:
+        try:
+            count = os.readv(fd, [view[done:]])
+        except BlockingIOError:
+            continue
+        if not count:
             raise PeerClosed("the other side closed the pipe")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        done += count
+    return buffer
 
 
 def read_message(
     fd: int, deadline: float | None = None, limits: WireLimits | None = None
-) -> tuple[dict[str, Any], list[bytes]]:
+) -> tuple[dict[str, Any], list[bytearray]]:
     """Read one message: its JSON header (a dict) and its frames.
 
     Args:

@@ -170,7 +170,7 @@ def main() -> None:  # pragma: no cover - runs in the worker process
         snapshots = {k: v.copy() for k, v in named.items() if type(v) is np.ndarray}
         function = getattr(module, request["function"], None)
         reply: dict[str, Any]
-        out_frames: list[bytes] = []
+        out_frames: list[wire.Frame] = []
         if not callable(function):
             reply = {"ok": False, "missing": True}
         else:
