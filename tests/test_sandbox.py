@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -367,3 +368,57 @@ def test_the_new_root_is_built_from_the_allowlist_only() -> None:
             continue
         assert "site-packages" not in source and "dist-packages" not in source, source
         assert not source.startswith(("/home", "/work", str(Path(__file__).resolve().parent.parent))), source
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(6.0).reshape(2, 3),
+        np.zeros((3, 0, 2)),
+        np.array(3.5),
+        np.array([True, False]),
+        np.arange(4, dtype=np.complex128),
+        np.arange(3, dtype=">f8"),
+        np.arange(3, dtype=np.float16),
+        np.arange(24).reshape(2, 3, 4)[:, ::2].T,
+    ],
+    ids=["2d", "empty", "0d", "bool", "complex", "big-endian", "float16", "strided-view"],
+)
+def test_arrays_cross_a_real_pipe_as_npy_files_and_arrive_writeable(array: np.ndarray) -> None:
+    import io
+
+    from autograder.sandbox import wire
+
+    frames: list[wire.Frame] = []
+    encoded = wire.encode({"x": array}, frames)
+    expected = io.BytesIO()
+    np.lib.format.write_array(expected, np.asarray(array, order="C"), allow_pickle=False)
+    assert wire.frame_bytes(frames[0]) == expected.getvalue(), "the frame is exactly a .npy file"
+    read_end, write_end = os.pipe()
+    try:
+        writer = threading.Thread(target=wire.write_message, args=(write_end, {"value": encoded}, frames))
+        writer.start()
+        header, received = wire.read_message(read_end, time.monotonic() + 10, wire.WireLimits())
+        writer.join()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    got = wire.decode(header["value"], received)["x"]
+    assert type(got) is np.ndarray and got.dtype == array.dtype and got.shape == array.shape
+    assert np.array_equal(got, array) and got.flags.writeable
+
+
+def test_frames_that_need_pickle_or_are_cut_short_are_refused() -> None:
+    import io
+
+    from autograder.sandbox import wire
+
+    objects = io.BytesIO()
+    np.lib.format.write_array(objects, np.array([1, "x"], dtype=object), allow_pickle=True)
+    fortran = io.BytesIO()
+    np.lib.format.write_array(fortran, np.asfortranarray(np.arange(6.0).reshape(2, 3)))
+    assert np.array_equal(wire.decode({"__array__": 0}, [bytearray(fortran.getvalue())]), np.arange(6.0).reshape(2, 3))
+    with pytest.raises(wire.WireError, match="object array"):
+        wire.decode({"__array__": 0}, [bytearray(objects.getvalue())])
+    with pytest.raises(wire.WireError, match="data bytes"):
+        wire.decode({"__array__": 0}, [bytearray(fortran.getvalue()[:-1])])

@@ -106,8 +106,11 @@ _NPY_HEADER_MAX = 10_000
 
 
 def array_to_frame(array: np.ndarray) -> Frame:
-    """One array as a ``.npy`` file (C order): its header and a view of its data, not copied."""
-    array = np.ascontiguousarray(array)
+    """One array as a ``.npy`` file (C order): its header and a view of its data, not copied.
+
+    A 0-d array stays 0-d (``np.ascontiguousarray`` would make it 1-d).
+    """
+    array = np.asarray(array, order="C")
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
     return header.getvalue(), array.reshape(-1).data.cast("B") if array.size else memoryview(b"")
