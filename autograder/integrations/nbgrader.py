@@ -81,8 +81,6 @@ ASSIGNMENT = "weight_sharing"
 NOTEBOOK = "weight_sharing.ipynb"
 #: nbgrader metadata schema of the generated cells
 _SCHEMA = 3
-#: a shell command or magic, as written in a notebook or as Jupytext writes it in a script
-
 #: nbgrader_config.py of the exported course, kept as a file beside this module (checked by ruff).
 CONFIG = files("autograder.integrations").joinpath("scripts/nbgrader_config.py").read_text()
 
