@@ -143,6 +143,15 @@ x, w = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 2, 2))
 dout, tied = rng.standard_normal((2, 3, 4, 4)), np.broadcast_to(w, (4, 4, 3, 2, 2, 2))"""
 _STRIDE_PADDING = "padding 1, stride 2: a 2x2 output; the top-left window sums 0 + 1 + 4 + 5 = 10, plus the bias 0.5"
 
+#: A layer with stride 2 (subsample, then repeat back to the size): equivariant to even shifts only.
+_SUBSAMPLE_THEN_REPEAT = (
+    "x = np.random.default_rng(44).standard_normal((1, 2, 6, 6))\n"
+    "\n"
+    "\n"
+    "def subsample_then_repeat(v):\n"
+    "    return np.repeat(np.repeat(v[..., ::2, ::2], 2, axis=-2), 2, axis=-1)"
+)
+
 #: Task id -> its examples. Every example calls its task's function (or its setup does).
 EXAMPLES: dict[str, TaskExamples] = {
     "1.1": TaskExamples(
@@ -565,21 +574,13 @@ EXAMPLES: dict[str, TaskExamples] = {
                 "stride 2, even shifts",
                 "is_shift_equivariant(subsample_then_repeat, x, [(2, 0), (0, 4)])",
                 compare="true",
-                setup="x = np.random.default_rng(44).standard_normal((1, 2, 6, 6))\n"
-                "\n"
-                "\n"
-                "def subsample_then_repeat(v):\n"
-                "    return np.repeat(np.repeat(v[..., ::2, ::2], 2, axis=-2), 2, axis=-1)",
+                setup=_SUBSAMPLE_THEN_REPEAT,
             ),
             Example(
                 "stride 2, an odd shift last",
                 "is_shift_equivariant(subsample_then_repeat, x, [(2, 0), (1, 0)])",
                 compare="false",
-                setup="x = np.random.default_rng(44).standard_normal((1, 2, 6, 6))\n"
-                "\n"
-                "\n"
-                "def subsample_then_repeat(v):\n"
-                "    return np.repeat(np.repeat(v[..., ::2, ::2], 2, axis=-2), 2, axis=-1)",
+                setup=_SUBSAMPLE_THEN_REPEAT,
             ),
             Example(
                 "a layer that changes the size",
