@@ -4,9 +4,12 @@ disk, a damaged gradebook, a second run on the same folder, and grade-all itself
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
 import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +26,7 @@ from autograder import batch
 from autograder.batch import BatchProgress, OutputUnusable, grade_all, open_gradebook, remove_abandoned_scratch
 from autograder.cli import main
 from autograder.sandbox.client import Limits
+from autograder.sandbox.isolation import choose_isolation
 from tests.corpus import reference_source
 
 FAST = "dense_hand_examples"  # one quick hidden test: these tests are about the run, not the grading
@@ -70,18 +74,26 @@ def _rows(out: Path) -> list[tuple[str, str]]:
         return connection.execute("SELECT student, status FROM gradings ORDER BY student").fetchall()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 4 MiB file system (tmpfs), mounted by the test."""
-    mount = tmp_path / "disk"
+@contextlib.contextmanager
+def _tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A real file system of ``size`` (tmpfs) at ``mount``, mounted here (root only: else a skip)."""
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount)], capture_output=True
+    )
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (root is needed): {made.stderr.decode().strip()}")
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MiB file system (tmpfs), mounted by the test."""
+    with _tmpfs(tmp_path / "disk", "4m") as mount:
+        yield mount
 
 
 def _fill(disk: Path) -> Path:
@@ -119,6 +131,52 @@ def test_a_full_disk_stops_with_a_clear_message_keeps_every_row_and_resumes(tmp_
     assert len(resumed.graded) == 2 and len(resumed.skipped) == 1
     assert [status for _, status in _rows(out)] == ["graded"] * 3, "one row each, none lost, none twice"
     assert (out / "grades.csv").read_text().count("\n") == 4
+
+
+#: A student's code that fills its home folder (and the shared temporary folders) to the last byte.
+DISK_FILLER = """
+import os
+for folder in (os.environ["HOME"], "/tmp", "/var/tmp"):
+    written = 0
+    try:
+        with open(os.path.join(folder, "filler"), "wb") as handle:
+            while True:
+                written += handle.write(b"x" * (1 << 20))
+    except OSError as full:
+        print(folder == os.environ["HOME"] and "home" or folder, written >> 20, "MiB", full.strerror)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["full", "uid"])
+def test_a_student_who_fills_the_disk_costs_the_class_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The output and the run's scratch (so, in uid mode, the sandbox's home) on one small disk."""
+    try:
+        choose_isolation(mode)
+    except ValueError as problem:
+        pytest.skip(f"{mode} isolation is not available here: {problem}")
+    parent = Path(tempfile.mkdtemp(prefix="wsgrade-test-disk-", dir="/tmp"))
+    parent.chmod(0o711)  # a sandbox uid passes through to its scratch folder on the disk
+    with contextlib.ExitStack() as cleanup, _tmpfs(parent / "disk", "48m") as disk:
+        cleanup.callback(shutil.rmtree, parent, ignore_errors=True)
+        monkeypatch.setenv("TMPDIR", str(disk))
+        monkeypatch.setattr(tempfile, "tempdir", str(disk))
+        submissions, out = _class(tmp_path / "submissions", "ada", "zoe"), disk / "out"
+        (submissions / "filler.py").write_text(reference_source() + DISK_FILLER)
+        summary = grade_all(submissions, out, jobs=1, performance=False, select=FAST, limits=Limits(isolation=mode))
+        assert sorted(summary.graded) == ["ada", "filler", "zoe"] and not summary.grader_errors
+        assert [status for _, status in _rows(out)] == ["graded"] * 3
+        scores = {row["student"]: row for row in csv.DictReader((out / "grades.csv").open())}
+        assert scores["filler"]["total"] == scores["ada"]["total"] != "0", scores
+        printed = json.loads((out / "students" / "filler" / "results.json").read_text())["output"]
+        home = re.search(r"home (\d+) MiB (.*)", printed)
+        assert home, printed
+        if mode == "uid":  # its home is on the small disk, which it filled
+            assert int(home[1]) > 30 and "No space left" in home[2], printed
+        left = [p.name for p in disk.iterdir() if p.name != "out"]
+        assert not left and shutil.disk_usage(disk).used < 8 << 20, (left, shutil.disk_usage(disk))
 
 
 @pytest.mark.slow
