@@ -288,6 +288,20 @@ def test_a_foreign_notebook_is_told_it_is_the_wrong_file(tmp_path: Path) -> None
     assert WRONG_FILE in (results.output or "")
 
 
+def test_a_notebook_of_another_assignment_is_refused_by_otter_with_both_names(assigned: Otter, tmp_path: Path) -> None:
+    """otter checks the assignment name in the notebook's metadata before any plugin runs: the
+    student reads otter's own message, never a silent 0 (a notebook with our metadata but none of
+    our functions gets the sandbox's "wrong file" message instead, above)."""
+    foreign = tmp_path / "homework3.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("def fit(x, y):\n    return x")]), foreign)
+    (tmp_path / "results").mkdir()
+    command = ["otter", "run", "-a", str(assigned.autograder_zip), "-o", str(tmp_path / "results"), str(foreign)]
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode != 0
+    assert "Received submission for assignment 'None' (this is assignment 'weight_sharing')" in done.stderr, done.stderr
+
+
 def _run_checks(tests: Path, namespace: dict) -> dict[str, list[bool]]:
     results = {}
     for path in sorted(tests.glob("*.py")):
