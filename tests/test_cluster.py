@@ -60,12 +60,12 @@ def _gradebook(out: Path) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def submissions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _class(tmp_path_factory.mktemp("class") / "submissions")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pool_gradebook(submissions: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The class graded by today's local pool (``--jobs 2``): what every cluster run must match."""
     out = tmp_path_factory.mktemp("pool") / "out"

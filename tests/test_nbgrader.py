@@ -113,7 +113,7 @@ def _is_test_cell(cell: NotebookNode) -> bool:
 # -- the generated notebook -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def generated() -> NotebookNode:
     return source_notebook()
 
@@ -354,7 +354,7 @@ def _gradebook(root: Path, students: tuple[str, ...]) -> tuple[dict[str, dict[st
     return scores, totals
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def course(tmp_path_factory: pytest.TempPathFactory) -> Course:
     base = tmp_path_factory.mktemp("nbgrader")
     env = _environment(base)

@@ -173,7 +173,7 @@ class Otter:
     folder: Path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def assigned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Otter]:
     folder = tmp_path_factory.mktemp("otter")
     export(folder / "export")

@@ -97,7 +97,7 @@ def _bash(script: str, *, cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return subprocess.CompletedProcess(command, process.returncode, output)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def environment_ready(tmp_path_factory: pytest.TempPathFactory) -> None:
     """``./dev.sh setup`` for the venv running the tests, in the repository (see the module docstring)."""
     if sys.prefix == sys.base_prefix:
