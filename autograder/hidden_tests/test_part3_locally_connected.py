@@ -23,7 +23,7 @@ from autograder.checks import (
     reproduces,
 )
 from autograder.feedback import describe_value, matching_hint
-from autograder.hidden_tests.strategies import arrays, as_dtype, dtypes, layout_view, maybe_views
+from autograder.hidden_tests.strategies import as_dtype, draw_array, dtypes, layout_view, maybe_views
 
 graded = pytest.mark.graded
 
@@ -65,8 +65,8 @@ def lc_cases(draw: st.DrawFn, *, max_side: int = 6, max_stride: int = 3, bias: b
     stride = draw(st.integers(1, max_stride))
     H_out, W_out = (H - kh) // stride + 1, (W - kw) // stride + 1
     with_bias = draw(st.booleans()) if bias is None else bias
-    x, weight = draw(arrays((N, C_in, H, W))), draw(arrays((H_out, W_out, C_out, C_in, kh, kw)))
-    b = draw(arrays((H_out, W_out, C_out))) if with_bias else None
+    x, weight = draw_array(draw, (N, C_in, H, W)), draw_array(draw, (H_out, W_out, C_out, C_in, kh, kw))
+    b = draw_array(draw, (H_out, W_out, C_out)) if with_bias else None
     dtype = draw(dtypes())
     return LCCase(x.astype(dtype), weight.astype(dtype), as_dtype(b, dtype), stride)
 
@@ -91,8 +91,8 @@ def tie_cases(draw: st.DrawFn, *, pair: bool | None = None) -> TieCase:
     """Conv filters, optional biases and an output size (an int or a pair)."""
     C_out, C_in = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    weight = draw(arrays((C_out, C_in, kh, kw)))
-    bias = draw(arrays((C_out,))) if draw(st.booleans()) else None
+    weight = draw_array(draw, (C_out, C_in, kh, kw))
+    bias = draw_array(draw, (C_out,)) if draw(st.booleans()) else None
     as_pair = draw(st.booleans()) if pair is None else pair
     size = (draw(st.integers(1, 4)), draw(st.integers(1, 4))) if as_pair else draw(st.integers(1, 4))
     dtype = draw(dtypes())

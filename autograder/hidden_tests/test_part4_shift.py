@@ -34,7 +34,7 @@ from autograder.checks import (
     plain,
 )
 from autograder.feedback import describe_value, matching_hint
-from autograder.hidden_tests.strategies import arrays, as_dtype, dtypes, maybe_views
+from autograder.hidden_tests.strategies import arrays, as_dtype, draw_array, dtypes, maybe_views
 from autograder.sandbox.client import Layer, StudentRaised
 
 graded = pytest.mark.graded
@@ -59,7 +59,7 @@ def shift_cases(draw: st.DrawFn, *, max_side: int = 6) -> ShiftCase:
     """A 2-D to 4-D array and a shift of any size (|d| >= the side included), circular or not."""
     lead = draw(st.sampled_from([(), (), (2,), (1, 2), (2, 1)]))
     H, W = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
-    x = draw(arrays((*lead, H, W)))
+    x = draw_array(draw, (*lead, H, W))
     dy, dx = draw(st.integers(-H - 2, H + 2)), draw(st.integers(-W - 2, W + 2))
     circular = draw(st.booleans())
     return ShiftCase(x.astype(draw(dtypes())), dy, dx, circular)
@@ -81,8 +81,8 @@ def circular_cases(draw: st.DrawFn, *, max_side: int = 6) -> CircularCase:
     H, W = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
     kh, kw = draw(st.sampled_from([1, 3, 3, 5])), draw(st.sampled_from([1, 3, 3, 5]))
     with_bias = draw(st.booleans())
-    x, weight = draw(arrays((N, C_in, H, W))), draw(arrays((C_out, C_in, kh, kw)))
-    bias = draw(arrays((C_out,))) if with_bias else None
+    x, weight = draw_array(draw, (N, C_in, H, W)), draw_array(draw, (C_out, C_in, kh, kw))
+    bias = draw_array(draw, (C_out,)) if with_bias else None
     dtype = draw(dtypes())
     return CircularCase(x.astype(dtype), weight.astype(dtype), as_dtype(bias, dtype))
 
@@ -120,19 +120,19 @@ def layer_specs(draw: st.DrawFn, C: int, H: int, W: int) -> dict[str, Any]:
     C_out = draw(st.integers(1, 2))
     if kind in ("circular_conv", "conv_relu"):
         k = draw(st.sampled_from([1, 3]))
-        spec = conv_layer(draw(arrays((C_out, C, k, k))), draw(st.none() | arrays((C_out,))))
+        spec = conv_layer(draw_array(draw, (C_out, C, k, k)), draw(st.none() | arrays((C_out,))))
         return compose(spec, {"kind": "relu"}) if kind == "conv_relu" else spec
     if kind == "scale":
         return {"kind": "scale", "factor": float(draw(st.integers(-3, 3)))}
     if kind in ("position_bias", "bias_square"):
-        spec = {"kind": "position_bias", "bias": draw(arrays((H, W)))}
+        spec = {"kind": "position_bias", "bias": draw_array(draw, (H, W))}
         return compose(spec, {"kind": "square"}) if kind == "bias_square" else spec
     if kind == "untied_1x1":
-        return {"kind": "untied_1x1", "weight": draw(arrays((H, W, C_out, C)))}
+        return {"kind": "untied_1x1", "weight": draw_array(draw, (H, W, C_out, C))}
     if kind == "subsample_upsample":
         return {"kind": "subsample_upsample", "stride": 2}
     if kind == "zero_pad_conv":
-        return {"kind": "zero_pad_conv", "weight": draw(arrays((C_out, C, 3, 3)))}
+        return {"kind": "zero_pad_conv", "weight": draw_array(draw, (C_out, C, 3, 3))}
     return {"kind": kind}
 
 
@@ -152,7 +152,7 @@ def equivariance_cases(draw: st.DrawFn) -> EquivarianceCase:
     N, C = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     H, W = draw(st.integers(2, 6)), draw(st.integers(2, 6))
     layer = Layer(draw(layer_specs(C, H, W)))
-    x = draw(arrays((N, C, H, W)))
+    x = draw_array(draw, (N, C, H, W))
     dy, dx = draw(st.integers(-H, H)), draw(st.integers(-W, W))
     return EquivarianceCase(layer, x, dy, dx)
 

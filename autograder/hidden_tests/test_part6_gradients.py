@@ -28,7 +28,7 @@ from autograder.checks import (
     reproduces,
 )
 from autograder.feedback import describe_value
-from autograder.hidden_tests.strategies import LayerCase, arrays, dtypes, layer_cases, maybe_views
+from autograder.hidden_tests.strategies import LayerCase, draw_array, dtypes, layer_cases, maybe_views
 
 graded = pytest.mark.graded
 
@@ -61,7 +61,7 @@ def conv_backward_cases(draw: st.DrawFn, *, max_stride: int = 3, max_padding: in
     N, _, H, W = c.x.shape
     C_out, _, kh, kw = c.weight.shape
     shape = (N, C_out, (H + 2 * c.padding - kh) // c.stride + 1, (W + 2 * c.padding - kw) // c.stride + 1)
-    dout = draw(arrays(shape)).astype(c.x.dtype)
+    dout = draw_array(draw, shape).astype(c.x.dtype)
     return ConvBackwardCase(dout, c.x, c.weight, c.stride, c.padding)
 
 
@@ -88,8 +88,8 @@ def lc_backward_cases(draw: st.DrawFn, *, max_side: int = 6, max_stride: int = 3
     kh, kw = draw(st.integers(1, min(3, H))), draw(st.integers(1, min(3, W)))
     stride = draw(st.integers(1, max_stride))
     H_out, W_out = (H - kh) // stride + 1, (W - kw) // stride + 1
-    x, weight = draw(arrays((N, C_in, H, W))), draw(arrays((H_out, W_out, C_out, C_in, kh, kw)))
-    dout = draw(arrays((N, C_out, H_out, W_out)))
+    x, weight = draw_array(draw, (N, C_in, H, W)), draw_array(draw, (H_out, W_out, C_out, C_in, kh, kw))
+    dout = draw_array(draw, (N, C_out, H_out, W_out))
     dtype = draw(dtypes())
     return LCBackwardCase(dout.astype(dtype), x.astype(dtype), weight.astype(dtype), stride)
 
