@@ -129,7 +129,7 @@ case "${1:-}" in
     test)
         setup "$DEV_EXTRAS"
         shift
-        python -m pytest -n 2 --dist loadgroup "$@"
+        python -m pytest -n 2 --dist loadfile "$@"
         ;;
     *)
         echo "usage: ./dev.sh demo|test|setup   (environment: PYTHON=python3.12, VENV=DIR, WSGRADE_TORCH=1)" >&2

@@ -23,7 +23,7 @@ from tests.corpus import all_mutants, mutant_source, reference_source
 
 distributed = pytest.importorskip("distributed", reason='the cluster extra: pip install -e ".[cluster]"')
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
+pytestmark = pytest.mark.slow
 
 
 def _class(folder: Path) -> Path:
@@ -60,12 +60,12 @@ def _gradebook(out: Path) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def submissions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _class(tmp_path_factory.mktemp("class") / "submissions")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pool_gradebook(submissions: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The class graded by today's local pool (``--jobs 2``): what every cluster run must match."""
     out = tmp_path_factory.mktemp("pool") / "out"

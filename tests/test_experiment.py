@@ -50,7 +50,7 @@ undefined_name + 1
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stub_run(tmp_path_factory: pytest.TempPathFactory) -> ExperimentResult:
     """The quick experiment on the student release, whose every function is a stub."""
     return run_experiment(submission=STUB, out_dir=tmp_path_factory.mktemp("experiment"), quick=True, seed=0)

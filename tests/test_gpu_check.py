@@ -162,7 +162,7 @@ def test_each_submission_is_the_reference_with_only_conv2d_fast_changed(tmp_path
     assert "xp = np  # NumPy only" in written["numpy-only"].read_text()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def graded_on_cpu(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int, Path]]:
     """Each submission graded with ``--gpu off`` (the CPU timing tests left out: 5.2 is not judged).
 

@@ -32,7 +32,7 @@ VENV = Path(sys.prefix)
 NOT_THE_INDEX = ("curl", "wget", "http:", "https:", "git clone", "--index-url", "--extra-index-url", "--find-links")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The exported autograder zip."""
     return export(tmp_path_factory.mktemp("export") / "autograder.zip")[0]

@@ -25,19 +25,19 @@ GRADESCOPE_VISIBILITIES = {"hidden", "after_due_date", "after_published", "visib
 CONTRACT = {task.function for task in TASKS}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def reference_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("reference") / "weight_sharing.py"
     path.write_text(reference_source())
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def reference_report(reference_file: Path) -> GradingReport:
     return grade(reference_file)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stub_report() -> GradingReport:
     return grade(RELEASE_DIR / "weight_sharing.py", performance=False)
 

@@ -56,10 +56,6 @@ from autograder.submission import PreparedSubmission, notebook_code_cells
 from autograder.tasks import TASKS, contract_functions, task_by_id
 from tests.corpus import all_mutants, mutant_source, reference_source
 
-# One worker builds the course (the module's `course` fixture, about 80 s): with `pytest -n 2
-# --dist loadgroup` both workers built it before.
-pytestmark = pytest.mark.xdist_group("nbgrader")
-
 VENV_BIN = Path(sys.executable).parent
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
 REFERENCE_HELPERS = ("_check_conv_args", "_pair", "_lc_windows")
@@ -113,7 +109,7 @@ def _is_test_cell(cell: NotebookNode) -> bool:
 # -- the generated notebook -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def generated() -> NotebookNode:
     return source_notebook()
 
@@ -354,7 +350,7 @@ def _gradebook(root: Path, students: tuple[str, ...]) -> tuple[dict[str, dict[st
     return scores, totals
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def course(tmp_path_factory: pytest.TempPathFactory) -> Course:
     base = tmp_path_factory.mktemp("nbgrader")
     env = _environment(base)

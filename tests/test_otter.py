@@ -47,9 +47,9 @@ from autograder.source import is_definition_code
 from autograder.submission import load_submission
 from tests.corpus import all_mutants, mutant_source, reference_source
 
-# One otter assign and five otter runs feed every test here: keep them on one xdist worker
-# (``pytest -n 2 --dist loadgroup``), or each worker would repeat all of it.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("otter")]
+# One otter assign and five otter runs feed every test here: ``pytest -n 2 --dist loadfile``
+# (./dev.sh test) runs the module on one xdist worker, so they are made once.
+pytestmark = pytest.mark.slow
 
 VENV_BIN = Path(sys.executable).parent
 TIMEOUT_S = 420
@@ -173,7 +173,7 @@ class Otter:
     folder: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def assigned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Otter]:
     folder = tmp_path_factory.mktemp("otter")
     export(folder / "export")

@@ -97,7 +97,7 @@ def _bash(script: str, *, cwd: Path, env: dict[str, str]) -> subprocess.Complete
     return subprocess.CompletedProcess(command, process.returncode, output)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def environment_ready(tmp_path_factory: pytest.TempPathFactory) -> None:
     """``./dev.sh setup`` for the venv running the tests, in the repository (see the module docstring)."""
     if sys.prefix == sys.base_prefix:
@@ -142,8 +142,8 @@ F = TypeVar("F", bound=Callable[..., None])
 
 
 def readme_test(function: F) -> F:
-    """Mark a recipe test: slow, all on one xdist worker (one setup check), after ``environment_ready``."""
-    for mark in (pytest.mark.usefixtures("environment_ready"), pytest.mark.xdist_group("readme"), pytest.mark.slow):
+    """Mark a recipe test: slow, after ``environment_ready`` (one setup check for the module's worker)."""
+    for mark in (pytest.mark.usefixtures("environment_ready"), pytest.mark.slow):
         function = mark(function)
     return function
 

@@ -73,7 +73,7 @@ def _class(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def report_and_html(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("similarity")
     html = root / "report" / "similarity.html"

@@ -38,7 +38,7 @@ CARRIED_MODULES = (
 MIN_SECRET_LENGTH = 30  # shorter lines ("return out", "H, W = x.shape") say nothing about a solution
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("kit") / "student"
     started = time.perf_counter()
@@ -49,7 +49,7 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kit_bin(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A new venv of this Python (no system site-packages) with the kit installed: numpy is its only dependency."""
     venv = tmp_path_factory.mktemp("venv") / "kit"
