@@ -43,7 +43,6 @@ __all__ = [
     "decode",
     "encode",
     "frame_bytes",
-    "pack_message",
     "read_message",
     "write_message",
 ]
@@ -51,6 +50,7 @@ __all__ = [
 _HEADER = struct.Struct(">I")
 _FRAME = struct.Struct(">Q")
 _MAX_DEPTH = 20
+_IOV_MAX = 512  # buffers per writev (Linux allows 1024)
 
 
 @dataclass(frozen=True)
@@ -314,11 +314,6 @@ def _message_parts(header: dict[str, Any], frames: Sequence[Frame]) -> list[byte
     return parts
 
 
-def pack_message(header: dict[str, Any], frames: Sequence[Frame]) -> bytes:
-    """Serialise a header and its frames into one message (``nframes`` is filled in)."""
-    return b"".join(_message_parts(header, frames))
-
-
 def write_message(fd: int, header: dict[str, Any], frames: Sequence[Frame], deadline: float | None = None) -> None:
     """Write one message to ``fd`` (blocking, or non-blocking with a monotonic ``deadline``).
 
@@ -345,9 +340,6 @@ def write_message(fd: int, header: dict[str, Any], frames: Sequence[Frame], dead
                 written -= len(pending.pop(0))
             else:
                 pending[0], written = pending[0][written:], 0
-
-
-_IOV_MAX = 512  # buffers per writev (Linux allows 1024)
 
 
 def _read_exactly(fd: int, size: int, deadline: float | None) -> bytearray:
