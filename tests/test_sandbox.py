@@ -317,6 +317,7 @@ def test_tightened_folders_stay_hidden_until_the_last_grader_on_the_machine_is_d
     course = tmp_path / "course"
     course.mkdir(mode=0o755)
     first = _holder(course)
+    course.chmod(0o755)  # someone gives it back while the first grading runs: the next one hides it again
     second = _holder(course)  # another process: a second grade-all pool process, another CI worker
     assert _mode(course) == 0o700
     first.communicate("restore\n", timeout=30)

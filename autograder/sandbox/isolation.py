@@ -611,13 +611,14 @@ class Tightened:
                     mode = stat.S_IMODE(os.lstat(path).st_mode)
                 except OSError:
                     continue
+                tight = mode & 0o700
+                if tight != mode:  # also where a record says hidden but someone changed the mode since
+                    os.chmod(path, tight)
                 held = records.get(str(path))
                 if held is None:
-                    tight = mode & 0o700
-                    if tight != mode:
-                        os.chmod(path, tight)
                     records[str(path)] = {"original": mode, "tight": tight, "holders": [me]}
                 else:
+                    held["tight"] = tight
                     held["holders"].append(me)
                 self.paths.append(path)
 
