@@ -143,6 +143,18 @@ x, w = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 2, 2))
 dout, tied = rng.standard_normal((2, 3, 4, 4)), np.broadcast_to(w, (4, 4, 3, 2, 2, 2))"""
 _STRIDE_PADDING = "padding 1, stride 2: a 2x2 output; the top-left window sums 0 + 1 + 4 + 5 = 10, plus the bias 0.5"
 
+#: Setups that several examples of Tasks 6.1 and 6.2 share.
+_CONV_GRADIENT_2X2 = "x = np.arange(9.0).reshape(1, 1, 3, 3)\nw, dout = np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2))"
+_CONV_GRADIENT_PADDED = "x = np.arange(9.0).reshape(1, 1, 3, 3)\nw, dout = np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3))"
+_LC_GRADIENT_1X1 = (
+    "x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])\n"
+    "weight = np.array([5.0, 6.0, 7.0, 8.0]).reshape(2, 2, 1, 1, 1, 1)\n"
+    "dout = np.ones((1, 1, 2, 2))"
+)
+_LC_GRADIENT_2X2 = (
+    "x = np.arange(9.0).reshape(1, 1, 3, 3)\nweight, dout = np.ones((2, 2, 1, 1, 2, 2)), np.ones((1, 1, 2, 2))"
+)
+
 #: A layer with stride 2 (subsample, then repeat back to the size): equivariant to even shifts only.
 _SUBSAMPLE_THEN_REPEAT = (
     "x = np.random.default_rng(44).standard_normal((1, 2, 6, 6))\n"
@@ -628,21 +640,21 @@ EXAMPLES: dict[str, TaskExamples] = {
                 "the bias gradient is a sum over the 4 positions",
                 "conv2d_backward(dout, x, w)[2]",
                 "[4.0]",
-                setup="x = np.arange(9.0).reshape(1, 1, 3, 3)\nw, dout = np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2))",
+                setup=_CONV_GRADIENT_2X2,
                 comment="(dx, dw, db)[2]: the bias was used at 4 positions, so its gradient is summed over them",
             ),
             Example(
                 "the weight gradient is a sum over positions",
                 "conv2d_backward(dout, x, w)[1]",
                 "[[[[8.0, 12.0], [20.0, 24.0]]]]",
-                setup="x = np.arange(9.0).reshape(1, 1, 3, 3)\nw, dout = np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2))",
+                setup=_CONV_GRADIENT_2X2,
                 comment="dw[0, 0, 0, 0] = x[0, 0] + x[0, 1] + x[1, 0] + x[1, 1] = 0 + 1 + 3 + 4 = 8",
             ),
             Example(
                 "the input gradient",
                 "conv2d_backward(dout, x, w)[0]",
                 "[[[[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]]]",
-                setup="x = np.arange(9.0).reshape(1, 1, 3, 3)\nw, dout = np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2))",
+                setup=_CONV_GRADIENT_2X2,
                 comment="each input pixel collects a 1 from every window that covers it",
             ),
         ),
@@ -651,13 +663,13 @@ EXAMPLES: dict[str, TaskExamples] = {
                 "the input gradient with padding 1",
                 "conv2d_backward(dout, x, w, padding=1)[0]",
                 "[[[[4.0, 6.0, 4.0], [6.0, 9.0, 6.0], [4.0, 6.0, 4.0]]]]",
-                setup="x = np.arange(9.0).reshape(1, 1, 3, 3)\nw, dout = np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3))",
+                setup=_CONV_GRADIENT_PADDED,
             ),
             Example(
                 "the bias gradient with padding 1",
                 "conv2d_backward(dout, x, w, padding=1)[2]",
                 "[9.0]",
-                setup="x = np.arange(9.0).reshape(1, 1, 3, 3)\nw, dout = np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3))",
+                setup=_CONV_GRADIENT_PADDED,
             ),
             Example(
                 "the gradients' shapes with stride 2 and padding 1",
@@ -675,41 +687,33 @@ EXAMPLES: dict[str, TaskExamples] = {
                 "the input gradient of per-position 1x1 filters",
                 "locally_connected2d_backward(dout, x, weight)[0]",
                 "weight.reshape(1, 1, 2, 2)",
-                setup="x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])\n"
-                "weight = np.array([5.0, 6.0, 7.0, 8.0]).reshape(2, 2, 1, 1, 1, 1)\n"
-                "dout = np.ones((1, 1, 2, 2))",
+                setup=_LC_GRADIENT_1X1,
                 comment="(dx, dw, db)[0]: each pixel is seen by one position only, through that position's weight",
             ),
             Example(
                 "each position's weight gradient",
                 "locally_connected2d_backward(dout, x, weight)[1]",
                 "x.reshape(2, 2, 1, 1, 1, 1)",
-                setup="x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])\n"
-                "weight = np.array([5.0, 6.0, 7.0, 8.0]).reshape(2, 2, 1, 1, 1, 1)\n"
-                "dout = np.ones((1, 1, 2, 2))",
+                setup=_LC_GRADIENT_1X1,
             ),
             Example(
                 "each position's bias gradient",
                 "locally_connected2d_backward(dout, x, weight)[2]",
                 "np.ones((2, 2, 1))",
-                setup="x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])\n"
-                "weight = np.array([5.0, 6.0, 7.0, 8.0]).reshape(2, 2, 1, 1, 1, 1)\n"
-                "dout = np.ones((1, 1, 2, 2))",
+                setup=_LC_GRADIENT_1X1,
             ),
             Example(
                 "no sum over positions in the weight gradient",
                 "locally_connected2d_backward(dout, x, weight)[1][0, 0, 0, 0]",
                 "[[0.0, 1.0], [3.0, 4.0]]",
-                setup="x = np.arange(9.0).reshape(1, 1, 3, 3)\n"
-                "weight, dout = np.ones((2, 2, 1, 1, 2, 2)), np.ones((1, 1, 2, 2))",
+                setup=_LC_GRADIENT_2X2,
                 comment="position (0, 0) saw only its own window, x[0:2, 0:2]",
             ),
             Example(
                 "the input gradient of 2x2 filters",
                 "locally_connected2d_backward(dout, x, weight)[0]",
                 "[[[[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]]]",
-                setup="x = np.arange(9.0).reshape(1, 1, 3, 3)\n"
-                "weight, dout = np.ones((2, 2, 1, 1, 2, 2)), np.ones((1, 1, 2, 2))",
+                setup=_LC_GRADIENT_2X2,
                 comment="each input pixel collects a 1 from every window that covers it",
             ),
             Example(
