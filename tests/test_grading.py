@@ -101,6 +101,44 @@ def test_grading_is_deterministic() -> None:
     assert first.score < first.max_score
 
 
+_INPUTS_DRAWN = """
+import hashlib, pickle, sys
+if len(sys.argv) > 2:  # a local module full of literals, as a grader's own modules are
+    sys.path.insert(0, sys.argv[2])
+    import wsgrade_literals
+from autograder import grading
+from autograder.sandbox.client import Sandbox
+digest, original = hashlib.sha256(), Sandbox.call
+def call(self, function, args=(), kwargs=None, **options):
+    digest.update(pickle.dumps((function, args, kwargs)))
+    return original(self, function, args, kwargs, **options)
+Sandbox.call = call
+report = grading.grade(sys.argv[1], performance=False, select="matches_formula or huge")
+print(digest.hexdigest(), report.score)
+"""
+
+
+def test_the_inputs_drawn_do_not_depend_on_what_the_grader_process_loaded(tmp_path: Path, reference_file: Path) -> None:
+    """Hypothesis draws literals from local modules unless told not to: a grader started another way
+    (another entry point, an install in site-packages, an edited grader) would test other inputs."""
+    literals = tmp_path / "literals"
+    literals.mkdir()
+    (literals / "wsgrade_literals.py").write_text("".join(f"C{i} = {1000 + 37 * i}\n" for i in range(300)))
+
+    def inputs(*extra: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", _INPUTS_DRAWN, str(reference_file), *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+            cwd=tmp_path,
+        )
+        return result.stdout.split()[0]
+
+    assert inputs() == inputs(str(literals))
+
+
 def test_notebook_folder_and_zip_submissions_grade_like_the_module(tmp_path: Path, reference_file: Path) -> None:
     source = reference_file.read_text()
     notebook = student_notebook()

@@ -4,8 +4,9 @@
 * ``ref``: the reference module, run here in the grader's process.
 
 Hypothesis is deterministic here: a fixed derandomised seed, no example database, no deadline, no
-explain phase (see the ``grading`` profile). It never sees the student's module, so the inputs are
-the same for every submission.
+explain phase (see the ``grading`` profile), and no constants taken from the grader's own source
+(see :func:`_global_constants_only`). It never sees the student's module, so the inputs are the same
+for every submission, however the grader was started.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.internal.conjecture import providers
+from hypothesis.internal.constants_ast import Constants
 
 from autograder.checks import SubmissionProxy
 from autograder.grading import GPU_KEY, MISSING_KEY, SANDBOX_KEY
@@ -39,6 +42,30 @@ settings.register_profile(
     report_multiple_bugs=False,
 )
 settings.load_profile("grading")
+
+_NO_LOCAL_CONSTANTS = Constants()
+
+
+def _global_constants_only() -> None:
+    """Keep hypothesis from drawing the literals of whatever local modules this process has loaded.
+
+    Since 6.131 hypothesis sometimes draws a "local constant": a literal it parsed out of each loaded
+    module that is not installed in site-packages. Which modules those are depends on how the grader
+    was started (``wsgrade grade``, grade-all's pool, a Dask worker, an install in site-packages as on
+    Gradescope) and on each one's source, so the same submission would be tested on other inputs
+    there, and on others again after any edit to the grader. Parsing them also took about 0.3 s of
+    every fresh grading, and the cache it writes outlived the grading's storage folder. The pinned
+    hypothesis has no setting for this; ``tests/test_grading.py`` checks the inputs stay the same.
+    """
+    providers._get_local_constants = lambda: _NO_LOCAL_CONSTANTS
+    providers.CONSTANTS_CACHE.cache.clear()  # pools computed before, with local constants in them
+
+
+_global_constants_only()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _global_constants_only()  # again for every grading: conftest is imported once per process
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
