@@ -605,18 +605,37 @@ def _missing_reasons(
 
 
 @contextlib.contextmanager
-def _hypothesis_home() -> Iterator[None]:
-    """Point hypothesis's storage at a temporary folder (nothing persists between gradings)."""
+def _pytest_environment() -> Iterator[None]:
+    """The environment of one run of the hidden suite, the same wherever the grader runs.
+
+    Hypothesis's storage is a temporary folder (nothing persists between gradings). Pytest loads
+    no plugin that happens to be installed beside the grader (pytest-randomly reorders tests and
+    reseeds, a timeout plugin kills tests, ...), only the ones :func:`_run_pytest` names, and takes
+    no options from the environment: ``PYTEST_ADDOPTS=-x`` in a TA's shell stopped every grading
+    at its first failed test (a student with one mistake got 0 of 0.89 points).
+    """
     with tempfile.TemporaryDirectory(prefix="wsgrade-hypothesis-") as home:
-        previous = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
-        os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = home
+        settings = {
+            "HYPOTHESIS_STORAGE_DIRECTORY": home,
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+            "PYTEST_ADDOPTS": None,
+            "PYTEST_PLUGINS": None,
+        }
+        previous = {name: os.environ.get(name) for name in settings}
         try:
+            _set_environment(settings)
             yield
         finally:
-            if previous is None:
-                os.environ.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
-            else:
-                os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = previous
+            _set_environment(previous)
+
+
+def _set_environment(values: dict[str, str | None]) -> None:
+    """Set each variable, removing those whose value is None."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _run_pytest(
@@ -639,6 +658,12 @@ def _run_pytest(
         "--import-mode=importlib",
         "-p",
         "no:cacheprovider",
+        # Hypothesis's own plugin, the one plugin loaded (see _pytest_environment). Not the check for
+        # exceptions nobody could raise, which costs two full garbage collections per grading.
+        "-p",
+        "_hypothesis_pytestplugin",
+        "-p",
+        "no:unraisableexception",
         "-q",
         # The verdicts are our CheckFailed messages: pytest's own failure report (source and
         # locals of every frame) took 10 s of a stub's grading, and assertion rewriting ~1 s of
@@ -649,7 +674,7 @@ def _run_pytest(
         *pytest_args,
     ]
     log = io.StringIO()
-    with _hypothesis_home(), contextlib.redirect_stdout(log):
+    with _pytest_environment(), contextlib.redirect_stdout(log):
         code = pytest.main(args, plugins=[collector])
     if collector.interrupted:  # Ctrl-C or SIGTERM: pytest has closed its sandboxes; stop
         raise KeyboardInterrupt

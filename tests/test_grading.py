@@ -23,6 +23,7 @@ from tests.corpus import reference_source
 GRADESCOPE_STATUSES = {"passed", "failed"}
 GRADESCOPE_VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
 CONTRACT = {task.function for task in TASKS}
+EXAMPLES = Path(__file__).parent.parent / "examples" / "submissions"
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +138,57 @@ def test_the_inputs_drawn_do_not_depend_on_what_the_grader_process_loaded(tmp_pa
         return result.stdout.split()[0]
 
     assert inputs() == inputs(str(literals))
+
+
+def test_pytest_plugins_and_options_of_the_graders_environment_change_nothing(tmp_path: Path) -> None:
+    """A TA's environment may hold any pytest plugin (pytest-randomly reorders and reseeds, a timeout
+    plugin kills slow tests) and options (``PYTEST_ADDOPTS=-x``): the hidden suite takes none of them.
+    The plugin planted here fails every test."""
+    site = tmp_path / "site"
+    (site / "wsgrade_planted-1.0.dist-info").mkdir(parents=True)
+    (site / "wsgrade_planted-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: wsgrade-planted\nVersion: 1.0\n"
+    )
+    (site / "wsgrade_planted-1.0.dist-info" / "entry_points.txt").write_text("[pytest11]\nplanted = wsgrade_planted\n")
+    for module in ("wsgrade_planted", "wsgrade_planted_by_name"):  # by entry point, and by PYTEST_PLUGINS
+        (site / f"{module}.py").write_text(
+            "import pytest\n\n@pytest.hookimpl(tryfirst=True)\ndef pytest_runtest_call(item):\n"
+            "    raise AssertionError('the planted plugin failed this test')\n"
+        )
+    (tmp_path / "test_any.py").write_text("def test_any():\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+    env |= {"PYTHONPATH": str(site), "PYTEST_ADDOPTS": "-x", "PYTEST_PLUGINS": "wsgrade_planted_by_name"}
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_any.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert "the planted plugin failed this test" in plain.stdout  # installed, and pytest loads it
+    mistakes = EXAMPLES / "carol_classic_mistakes.py"
+    graded = subprocess.run(
+        [sys.executable, "-c", _SCORE, str(mistakes)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    here = grade(mistakes, performance=False, select="hand_example")
+    assert 0 < here.score < here.max_score  # some tests fail: -x would leave the others out
+    assert graded.stdout.split() == [str(here.score), str(here.max_score)]
+
+
+_SCORE = """
+import sys
+from autograder import grading
+report = grading.grade(sys.argv[1], performance=False, select="hand_example")
+print(report.score, report.max_score)
+"""
 
 
 def test_notebook_folder_and_zip_submissions_grade_like_the_module(tmp_path: Path, reference_file: Path) -> None:
