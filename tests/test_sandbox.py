@@ -410,6 +410,35 @@ def test_arrays_cross_a_real_pipe_as_npy_files_and_arrive_writeable(array: np.nd
     assert np.array_equal(got, array) and got.flags.writeable
 
 
+@pytest.mark.parametrize("blocking", [False, True], ids=["non-blocking", "blocking"])
+def test_a_message_cut_short_or_a_full_pipe_ends_at_the_deadline(blocking: bool) -> None:
+    """The grader's ends of the pipes are non-blocking, the student kit's blocking. On both, a message
+    that stops halfway, or a reader that stops reading an 8 MB message, costs the deadline and no
+    more (a blocking write used to wait for ever)."""
+    from autograder.sandbox import wire
+
+    read_end, write_end = os.pipe()
+    try:
+        os.set_blocking(read_end, blocking)
+        os.set_blocking(write_end, blocking)
+        frames: list[wire.Frame] = []
+        header = {"value": wire.encode({"x": np.zeros(1000)}, frames)}
+        whole = b"".join(bytes(part) for part in wire._message_parts(header, frames))
+        os.write(write_end, whole[: len(whole) // 2])
+        started = time.monotonic()
+        with pytest.raises(wire.WireTimeout, match="did not arrive"):
+            wire.read_message(read_end, started + 0.3, wire.WireLimits())
+        assert 0.3 <= time.monotonic() - started < 2.0
+        big = [np.zeros(1 << 20)]  # 8 MB: more than the pipe holds, and nobody reads it
+        started = time.monotonic()
+        with pytest.raises(wire.WireTimeout, match="stopped reading"):
+            wire.write_message(write_end, {"value": wire.encode({"x": big[0]}, frames)}, frames, started + 0.3)
+        assert 0.3 <= time.monotonic() - started < 2.0
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def test_frames_that_need_pickle_or_are_cut_short_are_refused() -> None:
     import io
 

@@ -314,46 +314,69 @@ def _message_parts(header: dict[str, Any], frames: Sequence[Frame]) -> list[byte
     return parts
 
 
+def _time_left(deadline: float | None, late: str) -> float | None:
+    """Seconds to wait in ``select`` (None: for ever); :class:`WireTimeout` once the deadline is past."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise WireTimeout(late)
+    return left
+
+
 def write_message(fd: int, header: dict[str, Any], frames: Sequence[Frame], deadline: float | None = None) -> None:
-    """Write one message to ``fd`` (blocking, or non-blocking with a monotonic ``deadline``).
+    """Write one message to ``fd``: blocking, or by a monotonic ``deadline``.
 
     The parts go out with ``writev`` as they are: an array's memory is not copied into the message.
+    With a deadline, ``fd`` is non-blocking while it is written (a blocking ``writev`` waits until
+    all of it is taken, deadline or not) and waits in ``select`` only when the pipe is full.
 
     Raises:
         WireTimeout: the deadline passed.
         PeerClosed: the reader is gone.
     """
     pending = [memoryview(part).cast("B") for part in _message_parts(header, frames) if len(part)]
-    while pending:
-        if deadline is not None:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0 or not select.select([], [fd], [], timeout)[1]:
-                raise WireTimeout("the other side stopped reading")
-        try:
-            written = os.writev(fd, pending[:_IOV_MAX])
-        except BrokenPipeError:
-            raise PeerClosed("the other side closed the pipe") from None
-        except BlockingIOError:
-            continue
-        while written:
-            if written >= len(pending[0]):
-                written -= len(pending.pop(0))
-            else:
-                pending[0], written = pending[0][written:], 0
+    was_blocking = deadline is not None and os.get_blocking(fd)
+    if was_blocking:
+        os.set_blocking(fd, False)
+    try:
+        while pending:
+            try:
+                written = os.writev(fd, pending[:_IOV_MAX])
+            except BrokenPipeError:
+                raise PeerClosed("the other side closed the pipe") from None
+            except BlockingIOError:  # the pipe is full: wait until the reader makes room
+                if not select.select([], [fd], [], _time_left(deadline, "the other side stopped reading"))[1]:
+                    raise WireTimeout("the other side stopped reading") from None
+                continue
+            while written:
+                if written >= len(pending[0]):
+                    written -= len(pending.pop(0))
+                else:
+                    pending[0], written = pending[0][written:], 0
+    finally:
+        if was_blocking:
+            os.set_blocking(fd, True)
 
 
-def _read_exactly(fd: int, size: int, deadline: float | None) -> bytearray:
-    """``size`` bytes read straight into one buffer (no chunks joined afterwards)."""
+def _read_exactly(fd: int, size: int, deadline: float | None, wait_first: bool) -> bytearray:
+    """``size`` bytes read straight into one buffer (no chunks joined afterwards).
+
+    A non-blocking ``fd`` is read at once and waited on in ``select`` only when it is empty (most
+    of a message is there already); with ``wait_first`` (a blocking one and a deadline) every read
+    waits in ``select`` first, so that it cannot outlast the deadline.
+    """
     buffer = bytearray(size)
     view, done = memoryview(buffer), 0
+    late = "the message did not arrive in time"
     while done < size:
-        if deadline is not None:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0 or not select.select([fd], [], [], timeout)[0]:
-                raise WireTimeout("the message did not arrive in time")
+        if wait_first and not select.select([fd], [], [], _time_left(deadline, late))[0]:
+            raise WireTimeout(late)
         try:
             count = os.readv(fd, [view[done:]])
-        except BlockingIOError:
+        except BlockingIOError:  # nothing there yet (a non-blocking pipe): wait for it
+            if not select.select([fd], [], [], _time_left(deadline, late))[0]:
+                raise WireTimeout(late) from None
             continue
         if not count:
             raise PeerClosed("the other side closed the pipe")
@@ -378,10 +401,11 @@ def read_message(
         WireTimeout, PeerClosed, WireError: the message was late, cut or malformed; nothing the
             other side sends raises anything else.
     """
-    (length,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size, deadline))
+    wait_first = deadline is not None and os.get_blocking(fd)
+    (length,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size, deadline, wait_first))
     if limits is not None and length > limits.header_bytes:
         raise WireError(f"a message header of {length} bytes (the limit is {limits.header_bytes})")
-    raw = _read_exactly(fd, length, deadline)
+    raw = _read_exactly(fd, length, deadline, wait_first)
     try:
         header = json.loads(raw)
         nframes = int(header["nframes"]) if isinstance(header, dict) else -1
@@ -396,11 +420,11 @@ def read_message(
     total = _HEADER.size + length
     frames = []
     for _ in range(nframes):
-        (size,) = _FRAME.unpack(_read_exactly(fd, _FRAME.size, deadline))
+        (size,) = _FRAME.unpack(_read_exactly(fd, _FRAME.size, deadline, wait_first))
         total += _FRAME.size + size
         if limits is not None and size > limits.frame_bytes:
             raise WireError(f"an array of {size} bytes (the limit is {limits.frame_bytes})")
         if limits is not None and total > limits.total_bytes:
             raise WireError(f"a message of more than {limits.total_bytes} bytes")
-        frames.append(_read_exactly(fd, size, deadline))
+        frames.append(_read_exactly(fd, size, deadline, wait_first))
     return header, frames
