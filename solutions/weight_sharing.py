@@ -982,7 +982,7 @@ def conv2d_fast(
     # (n, i, j), so that ONE matrix product computes a whole chunk of the batch, which BLAS runs
     # near the machine's peak. Chunks of about 2**19 entries stay in the CPU's cache between the
     # copy and the product (20-30% faster than the whole batch at once); a GPU takes it all at once.
-    chunk = N if xp is not np else max(1, 2**19 // (K * H_out * W_out))
+    chunk = max(1, N if xp is not np else 2**19 // (K * H_out * W_out))  # >= 1: N may be 0
     columns = xp.empty((C_in, kh, kw, min(chunk, N), H_out, W_out), dtype=dtype)
     out = xp.empty((N, C_out, H_out, W_out), dtype=dtype)
     for start in range(0, N, chunk):  # a loop over chunks of images, not over pixels

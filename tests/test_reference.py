@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -701,6 +702,18 @@ def test_conv2d_fast_equals_conv2d_layer(case: tuple) -> None:
     got = ws.conv2d_fast(x, w, b, stride=stride, padding=padding)
     assert type(got) is np.ndarray
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("N", [0, 1, 3])
+def test_conv2d_fast_takes_a_whole_batch_at_once_as_on_a_gpu(monkeypatch: pytest.MonkeyPatch, N: int) -> None:
+    """CuPy's path (one chunk of N images) run here on NumPy: an empty batch used to raise in range()."""
+    as_if_gpu = types.ModuleType("numpy_as_if_cupy")
+    as_if_gpu.__dict__.update({name: value for name, value in vars(np).items() if not name.startswith("__")})
+    monkeypatch.setattr(ws, "_array_module", lambda x: as_if_gpu)
+    x, w, b = normal(1, N, 2, 6, 5), normal(2, 3, 2, 3, 2), normal(3, 3)
+    for stride, padding in [(1, 0), (2, 1)]:
+        expected = ws.conv2d_layer(x, w, b, stride=stride, padding=padding)
+        np.testing.assert_allclose(ws.conv2d_fast(x, w, b, stride=stride, padding=padding), expected, atol=1e-12)
 
 
 @PROPERTY
