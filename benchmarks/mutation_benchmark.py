@@ -159,6 +159,8 @@ _CHUNK = (
     "tolerance). The loop over chunks itself is tested with batches that fill several chunks, and a chunk of 0 "
     "(max(0, ...), min(1, ...)) is killed"
 )
+#: The line of the reference's conv2d_fast that sizes its chunks of images.
+_CHUNK_LINE = "chunk = max(1, N if xp is not np else 2**19 // (K * H_out * W_out))  # >= 1: N may be 0"
 _MIXED_DTYPE = (
     "the gradient's buffer takes x's dtype instead of result_type(dout, weight, x): the same whenever the three "
     "share one dtype; with a float32 x and a float64 dout or weight, dx comes back float32, rounded from the same "
@@ -389,30 +391,23 @@ EQUIVALENT: tuple[Explained, ...] = (
         "start + n <= N only",
     ),
     *(
-        Explained(
-            "conv2d_fast",
-            "chunk = N if xp is not np else max(1, 2**19 // (K * H_out * W_out))",
-            f"chunk = N if xp {after}",
-            _CHUNK,
-        )
-        for after in (
-            "is not np else max(2, 2**19 // (K * H_out * W_out))",
-            "is not np else max(1, 2**19 * (K * H_out * W_out))",
-            "is not np else max(1, 2*19 // (K * H_out * W_out))",
-            "is not np else max(1, 3**19 // (K * H_out * W_out))",
-            "is not np else max(1, 1**19 // (K * H_out * W_out))",
-            "is not np else max(1, 2**20 // (K * H_out * W_out))",
-            "is not np else max(1, 2**18 // (K * H_out * W_out))",
+        Explained("conv2d_fast", _CHUNK_LINE, _CHUNK_LINE.replace(part, mutated, 1), _CHUNK)
+        for part, mutated in (
+            ("max(1,", "max(2,"),
+            ("2**19 //", "2**19 *"),
+            ("2**19", "2*19"),
+            ("2**19", "3**19"),
+            ("2**19", "1**19"),
+            ("2**19", "2**20"),
+            ("2**19", "2**18"),
         )
     ),
     Explained(
         "conv2d_fast",
-        "chunk = N if xp is not np else max(1, 2**19 // (K * H_out * W_out))",
-        "chunk = N if xp is np else max(1, 2**19 // (K * H_out * W_out))",
-        _CHUNK
-        + " (here NumPy takes the whole batch at once, CuPy chunks. Only for an empty batch, N = 0, would chunk = N "
-        "give range() a step of 0 on NumPy; the reference's own CuPy path does that already, and neither the "
-        "notebook nor a test sends an empty batch: N >= 1 is taken as the contract)",
+        _CHUNK_LINE,
+        _CHUNK_LINE.replace("is not np", "is np", 1),
+        _CHUNK + " (here NumPy takes the whole batch at once and CuPy chunks; max(1, ...) keeps an empty batch's "
+        "chunk at 1 on both)",
     ),
     Explained(
         "conv2d_fast",
