@@ -96,7 +96,7 @@ def _without_timing(report: GradingReport) -> dict:
 
 
 def test_grading_is_deterministic() -> None:
-    path = Path(__file__).parent.parent / "examples" / "submissions" / "carol_classic_mistakes.py"
+    path = EXAMPLES / "carol_classic_mistakes.py"
     first, second = grade(path, performance=False), grade(path, performance=False)
     assert _without_timing(first) == _without_timing(second)
     assert first.score < first.max_score
