@@ -18,6 +18,7 @@ the call that produced it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -26,7 +27,7 @@ import os
 import select
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,69 +315,71 @@ def _message_parts(header: dict[str, Any], frames: Sequence[Frame]) -> list[byte
     return parts
 
 
-def _time_left(deadline: float | None, late: str) -> float | None:
-    """Seconds to wait in ``select`` (None: for ever); :class:`WireTimeout` once the deadline is past."""
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
+@contextlib.contextmanager
+def _non_blocking(fd: int, deadline: float | None) -> Iterator[None]:
+    """With a deadline, ``fd`` is non-blocking for the block: every read or write takes what it can
+    at once, and only an empty or full pipe waits, in :func:`_wait`. A blocking ``fd`` (the student
+    kit's) is made so for the time being: a blocking ``writev`` waits until the whole message is
+    taken, deadline or not."""
+    was_blocking = deadline is not None and os.get_blocking(fd)
+    if was_blocking:
+        os.set_blocking(fd, False)
+    try:
+        yield
+    finally:
+        if was_blocking:
+            os.set_blocking(fd, True)
+
+
+def _wait(fd: int, reading: bool, deadline: float | None, late: str) -> None:
+    """Wait in ``select`` until ``fd`` can be read (or written), for ever without a deadline.
+
+    Raises:
+        WireTimeout: with ``late``, once the deadline has passed.
+    """
+    left = None if deadline is None else deadline - time.monotonic()
+    if left is not None and left <= 0:
         raise WireTimeout(late)
-    return left
+    ready = select.select([fd], [], [], left)[0] if reading else select.select([], [fd], [], left)[1]
+    if not ready:
+        raise WireTimeout(late)
 
 
 def write_message(fd: int, header: dict[str, Any], frames: Sequence[Frame], deadline: float | None = None) -> None:
-    """Write one message to ``fd``: blocking, or by a monotonic ``deadline``.
+    """Write one message to ``fd``: blocking, or by a monotonic ``deadline`` (see :func:`_non_blocking`).
 
     The parts go out with ``writev`` as they are: an array's memory is not copied into the message.
-    With a deadline, ``fd`` is non-blocking while it is written (a blocking ``writev`` waits until
-    all of it is taken, deadline or not) and waits in ``select`` only when the pipe is full.
 
     Raises:
         WireTimeout: the deadline passed.
         PeerClosed: the reader is gone.
     """
     pending = [memoryview(part).cast("B") for part in _message_parts(header, frames) if len(part)]
-    was_blocking = deadline is not None and os.get_blocking(fd)
-    if was_blocking:
-        os.set_blocking(fd, False)
-    try:
+    with _non_blocking(fd, deadline):
         while pending:
             try:
                 written = os.writev(fd, pending[:_IOV_MAX])
             except BrokenPipeError:
                 raise PeerClosed("the other side closed the pipe") from None
             except BlockingIOError:  # the pipe is full: wait until the reader makes room
-                if not select.select([], [fd], [], _time_left(deadline, "the other side stopped reading"))[1]:
-                    raise WireTimeout("the other side stopped reading") from None
+                _wait(fd, False, deadline, "the other side stopped reading")
                 continue
             while written:
                 if written >= len(pending[0]):
                     written -= len(pending.pop(0))
                 else:
                     pending[0], written = pending[0][written:], 0
-    finally:
-        if was_blocking:
-            os.set_blocking(fd, True)
 
 
-def _read_exactly(fd: int, size: int, deadline: float | None, wait_first: bool) -> bytearray:
-    """``size`` bytes read straight into one buffer (no chunks joined afterwards).
-
-    A non-blocking ``fd`` is read at once and waited on in ``select`` only when it is empty (most
-    of a message is there already); with ``wait_first`` (a blocking one and a deadline) every read
-    waits in ``select`` first, so that it cannot outlast the deadline.
-    """
+def _read_exactly(fd: int, size: int, deadline: float | None) -> bytearray:
+    """``size`` bytes read straight into one buffer (no chunks joined afterwards)."""
     buffer = bytearray(size)
     view, done = memoryview(buffer), 0
-    late = "the message did not arrive in time"
     while done < size:
-        if wait_first and not select.select([fd], [], [], _time_left(deadline, late))[0]:
-            raise WireTimeout(late)
         try:
             count = os.readv(fd, [view[done:]])
-        except BlockingIOError:  # nothing there yet (a non-blocking pipe): wait for it
-            if not select.select([fd], [], [], _time_left(deadline, late))[0]:
-                raise WireTimeout(late) from None
+        except BlockingIOError:  # nothing there yet: wait for it
+            _wait(fd, True, deadline, "the message did not arrive in time")
             continue
         if not count:
             raise PeerClosed("the other side closed the pipe")
@@ -401,30 +404,30 @@ def read_message(
         WireTimeout, PeerClosed, WireError: the message was late, cut or malformed; nothing the
             other side sends raises anything else.
     """
-    wait_first = deadline is not None and os.get_blocking(fd)
-    (length,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size, deadline, wait_first))
-    if limits is not None and length > limits.header_bytes:
-        raise WireError(f"a message header of {length} bytes (the limit is {limits.header_bytes})")
-    raw = _read_exactly(fd, length, deadline, wait_first)
-    try:
-        header = json.loads(raw)
-        nframes = int(header["nframes"]) if isinstance(header, dict) else -1
-    except (RecursionError, MemoryError) as problem:
-        raise WireError(f"a message header that could not be parsed ({type(problem).__name__})") from None
-    except Exception as problem:  # ValueError, KeyError, TypeError, OverflowError, ...
-        raise WireError(f"a malformed message header ({type(problem).__name__}: {problem})") from None
-    if nframes < 0:
-        raise WireError("a message header that is not an object with a frame count")
-    if limits is not None and nframes > limits.frames:
-        raise WireError(f"a message of {nframes} frames (the limit is {limits.frames})")
-    total = _HEADER.size + length
-    frames = []
-    for _ in range(nframes):
-        (size,) = _FRAME.unpack(_read_exactly(fd, _FRAME.size, deadline, wait_first))
-        total += _FRAME.size + size
-        if limits is not None and size > limits.frame_bytes:
-            raise WireError(f"an array of {size} bytes (the limit is {limits.frame_bytes})")
-        if limits is not None and total > limits.total_bytes:
-            raise WireError(f"a message of more than {limits.total_bytes} bytes")
-        frames.append(_read_exactly(fd, size, deadline, wait_first))
-    return header, frames
+    with _non_blocking(fd, deadline):
+        (length,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size, deadline))
+        if limits is not None and length > limits.header_bytes:
+            raise WireError(f"a message header of {length} bytes (the limit is {limits.header_bytes})")
+        raw = _read_exactly(fd, length, deadline)
+        try:
+            header = json.loads(raw)
+            nframes = int(header["nframes"]) if isinstance(header, dict) else -1
+        except (RecursionError, MemoryError) as problem:
+            raise WireError(f"a message header that could not be parsed ({type(problem).__name__})") from None
+        except Exception as problem:  # ValueError, KeyError, TypeError, OverflowError, ...
+            raise WireError(f"a malformed message header ({type(problem).__name__}: {problem})") from None
+        if nframes < 0:
+            raise WireError("a message header that is not an object with a frame count")
+        if limits is not None and nframes > limits.frames:
+            raise WireError(f"a message of {nframes} frames (the limit is {limits.frames})")
+        total = _HEADER.size + length
+        frames = []
+        for _ in range(nframes):
+            (size,) = _FRAME.unpack(_read_exactly(fd, _FRAME.size, deadline))
+            total += _FRAME.size + size
+            if limits is not None and size > limits.frame_bytes:
+                raise WireError(f"an array of {size} bytes (the limit is {limits.frame_bytes})")
+            if limits is not None and total > limits.total_bytes:
+                raise WireError(f"a message of more than {limits.total_bytes} bytes")
+            frames.append(_read_exactly(fd, size, deadline))
+        return header, frames
