@@ -61,11 +61,8 @@ def _global_constants_only() -> None:
     providers.CONSTANTS_CACHE.cache.clear()  # pools computed before, with local constants in them
 
 
-_global_constants_only()
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    _global_constants_only()  # again for every grading: conftest is imported once per process
+    _global_constants_only()  # at every grading: conftest is imported once per process
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
