@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -177,6 +178,22 @@ def _cmd_grade_all(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from autograder.grading import prepare_inputs
+    from autograder.replay import cache_dir
+
+    started = time.perf_counter()
+    recording = prepare_inputs()
+    examples = sum(len(streams) for streams in recording.examples.values())
+    print(
+        f"the inputs of {len(recording.examples)} hypothesis tests ({examples} examples) are recorded in "
+        f"{cache_dir()} ({time.perf_counter() - started:.1f} s); every grading with this grader replays them"
+    )
+    if recording.unrecorded:
+        print("not recorded (hypothesis draws them at each grading): " + ", ".join(recording.unrecorded))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from autograder.batch import OutputUnusable, class_report
 
@@ -326,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_limit_options(grade)
     grade.set_defaults(func=_cmd_grade)
+
+    prepare = sub.add_parser(
+        "prepare",
+        help="record the hidden tests' inputs now (a few seconds, once per grader version); the first grading "
+        "does it otherwise. Where a grading image is built (Gradescope's setup.sh), run this there",
+    )
+    prepare.set_defaults(func=_cmd_prepare)
 
     check = sub.add_parser("check", help="self-check: the public tests only, same feedback, a few seconds")
     check.add_argument("path", help="weight_sharing.py, weight_sharing.ipynb, a folder holding one, or a .zip")

@@ -32,6 +32,8 @@ import autograder
 from autograder import __version__
 from autograder.diagnostics import error_id
 from autograder.feedback import CheckFailed, NotImplementedYet
+from autograder.reference import reference_submission
+from autograder.replay import Recorder, Recording, Replayer, recorded
 from autograder.sandbox.client import Limits, Sandbox, SubmissionDoesNotLoad
 from autograder.sandbox.isolation import Exposure
 from autograder.source import REPO_ROOT, SOLUTION_SOURCE
@@ -52,6 +54,7 @@ __all__ = [
     "gpu_available",
     "grade",
     "grade_prepared",
+    "prepare_inputs",
     "require_file_protection",
 ]
 
@@ -647,6 +650,7 @@ def _run_pytest(
     gpu: GpuChoice,
     select: str | None,
     pytest_args: list[str],
+    plugins: tuple[object, ...] = (),
 ) -> tuple[_Collector, str]:
     collector = _Collector(sandbox, public_only, performance, gpu, missing_reasons)
     args = [
@@ -675,7 +679,7 @@ def _run_pytest(
     ]
     log = io.StringIO()
     with _pytest_environment(), contextlib.redirect_stdout(log):
-        code = pytest.main(args, plugins=[collector])
+        code = pytest.main(args, plugins=[collector, *plugins])
     if collector.interrupted:  # Ctrl-C or SIGTERM: pytest has closed its sandboxes; stop
         raise KeyboardInterrupt
     if code in (pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
@@ -759,6 +763,7 @@ def grade_prepared(
     select: str | None = None,
     pytest_args: list[str] | None = None,
     hide: tuple[Path, ...] = (),
+    replay: bool = True,
 ) -> GradingReport:
     """Grade an already-loaded submission.
 
@@ -772,6 +777,8 @@ def grade_prepared(
         select: a pytest ``-k`` expression to run part of the suite (for instructors and tests).
         pytest_args: extra pytest arguments.
         hide: more paths the student's code must not see (e.g. grade-all's output folder).
+        replay: run the hypothesis tests on their recorded inputs (see :mod:`autograder.replay`:
+            the same verdicts, without drawing the inputs anew); False draws them as hypothesis does.
 
     Returns:
         The report.
@@ -787,6 +794,7 @@ def grade_prepared(
     limits = limits or Limits()
     notes = list(submission.notes)
     exposure = submission_exposure(gpu)
+    plugins = _replayer() if replay else ()
     with Sandbox(
         submission, contract_functions(), limits, exposure=exposure, hide=course_files(submission, hide)
     ) as sandbox:
@@ -799,6 +807,7 @@ def grade_prepared(
             gpu=gpu,
             select=select,
             pytest_args=pytest_args or [],
+            plugins=plugins,
         )
         restarts = sandbox.workers_started
         isolation = sandbox.isolation
@@ -825,6 +834,57 @@ def grade_prepared(
             "missing": list(isolation.missing),
         },
     )
+
+
+def prepare_inputs() -> Recording:
+    """The recorded inputs of the hidden suite's hypothesis tests, recorded now if not yet done.
+
+    Returns:
+        The recording every grading with this grader replays (see :mod:`autograder.replay`).
+    """
+    return recorded(_record_inputs)
+
+
+def _replayer() -> tuple[Replayer, ...]:
+    """The replay plugin, or none where the inputs could not be recorded (hypothesis draws them)."""
+    try:
+        return (Replayer(prepare_inputs()),)
+    except Exception as problem:  # never lose a grading to the recording: it only saves time
+        _log.warning(
+            "the hidden tests' inputs are drawn anew: recording them failed (%s: %s)", type(problem).__name__, problem
+        )
+        return ()
+
+
+def _record_inputs(key: str) -> Recording:
+    """Grade the reference with a :class:`~autograder.replay.Recorder`: the inputs of every hypothesis
+    test, to replay in later gradings (a few seconds, once per version of the grader and machine)."""
+    started = time.perf_counter()
+    submission = reference_submission()
+    recorder = Recorder()
+    with Sandbox(submission, contract_functions(), Limits(), exposure=submission_exposure("off")) as sandbox:
+        missing_reasons = _load(sandbox, submission, [])
+        collector, log = _run_pytest(
+            sandbox,
+            missing_reasons,
+            public_only=False,
+            performance=False,
+            gpu="off",
+            select=None,
+            pytest_args=[],
+            plugins=(recorder,),
+        )
+    if collector.problems:
+        raise RuntimeError("the hidden test suite is broken: " + "; ".join(collector.problems) + "\n" + log[-3000:])
+    recording = recorder.recording(key)
+    _log.info(
+        "recorded the inputs of %d hypothesis tests in %.1f s (%d not recorded: %s)",
+        len(recording.examples),
+        time.perf_counter() - started,
+        len(recording.unrecorded),
+        ", ".join(recording.unrecorded) or "none",
+    )
+    return recording
 
 
 def grade(path: str | Path, **options: Any) -> GradingReport:

@@ -7,11 +7,13 @@ Only the definition cells run (see :func:`autograder.source.module_text`); line 
 from __future__ import annotations
 
 import functools
+import hashlib
 from types import ModuleType
 
 from autograder.source import SOLUTION_SOURCE, module_text
+from autograder.submission import PreparedSubmission
 
-__all__ = ["load_reference"]
+__all__ = ["load_reference", "reference_submission"]
 
 
 @functools.cache
@@ -34,3 +36,16 @@ def load_reference() -> ModuleType:
     code = compile(module_text(SOLUTION_SOURCE.read_text(), stubs=False), str(SOLUTION_SOURCE), "exec")
     exec(code, module.__dict__)
     return module
+
+
+def reference_submission() -> PreparedSubmission:
+    """The reference as a submission, to run in a sandbox like a student's code (the speed tests'
+    twin, the recording of the hidden tests' inputs).
+
+    Returns:
+        A one-module submission named ``<reference>``.
+    """
+    code = module_text(SOLUTION_SOURCE.read_text(), stubs=False)
+    return PreparedSubmission(
+        "module", (code,), "weight_sharing.py", "<reference>", hashlib.sha256(code.encode()).hexdigest()
+    )

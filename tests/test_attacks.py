@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder import replay
 from autograder.grading import GradingReport, UnisolatedRefused, grade
 from autograder.release import RELEASE_DIR
 from autograder.sandbox.client import Limits
@@ -376,6 +377,48 @@ def conv2d(image, kernel):
     everything = _everything(report)
     assert "BEGIN SOLUTION" not in everything and "graded(" not in everything
     assert "cannot read" in everything
+
+
+@protected
+def test_the_recorded_inputs_of_the_hidden_tests_are_out_of_reach(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grader keeps the hidden tests' inputs in a pickle (``autograder/replay.py``): reading it
+    would show the inputs, and replacing it would run the thief's code in the grader."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("WSGRADE_CACHE", str(cache))
+    monkeypatch.setattr(replay, "_LOADED", {})  # record into this test's folder, not from memory
+    _grade(tmp_path, reference_source(), mode, select="hand_example")
+    (recording,) = cache.glob("inputs-*.pickle")
+    before = hashlib.sha256(recording.read_bytes()).hexdigest()
+    attack = f"""
+def conv2d(image, kernel):
+    import glob, os, pickle
+    class Planted:
+        def __reduce__(self):
+            return (os.system, ("touch " + {str(tmp_path / "planted-code-ran")!r},))
+    places = glob.glob({str(cache)!r} + "/*") + glob.glob(os.path.expanduser("~/.cache/wsgrade/*"))
+    for path in places or [{str(recording)!r}]:
+        try:
+            print("read", path, open(path, "rb").read(16))
+        except OSError as problem:
+            print("cannot read", path, problem)
+        try:
+            with open(path, "wb") as handle:
+                pickle.dump(Planted(), handle)
+            print("replaced", path)
+        except OSError as problem:
+            print("cannot write", path, problem)
+    return np.zeros((1, 1))
+"""
+    report = _grade(tmp_path, _replace("conv2d", attack), mode)
+    _cheat_earns_nothing_and_the_rest_is_graded(report)
+    assert "cannot read" in _everything(report) and "replaced" not in _everything(report)
+    monkeypatch.setattr(replay, "_LOADED", {})  # the next grading loads the file again
+    _grade(tmp_path, reference_source(), mode, select="hand_example")
+    assert hashlib.sha256(recording.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in cache.iterdir()) == sorted(["inputs.lock", recording.name])
+    assert not (tmp_path / "planted-code-ran").exists()
 
 
 @protected

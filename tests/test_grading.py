@@ -114,7 +114,7 @@ def call(self, function, args=(), kwargs=None, **options):
     digest.update(pickle.dumps((function, args, kwargs)))
     return original(self, function, args, kwargs, **options)
 Sandbox.call = call
-report = grading.grade(sys.argv[1], performance=False, select="matches_formula or huge")
+report = grading.grade(sys.argv[1], performance=False, select="matches_formula or huge", replay=False)
 print(digest.hexdigest(), report.score)
 """
 

@@ -11,7 +11,6 @@ for every submission, however the grader was started.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import replace
 from types import ModuleType
@@ -23,11 +22,10 @@ from hypothesis.internal.constants_ast import Constants
 
 from autograder.checks import SubmissionProxy
 from autograder.grading import GPU_KEY, MISSING_KEY, SANDBOX_KEY
-from autograder.reference import load_reference
+from autograder.reference import load_reference, reference_submission
 from autograder.sandbox.client import Limits, Sandbox
-from autograder.source import SOLUTION_SOURCE, module_text
 from autograder.speed import lease_cpu
-from autograder.submission import PreparedSubmission, load_submission
+from autograder.submission import load_submission
 from autograder.tasks import contract_functions
 
 settings.register_profile(
@@ -92,10 +90,7 @@ def sub(request: pytest.FixtureRequest, ref: ModuleType) -> Iterator[SubmissionP
 def reference_worker(sub: SubmissionProxy) -> Iterator[Sandbox]:
     """The reference running in its own worker, with the student's limits: the speed tests time
     both through the same path, so that transfer costs and thread settings are the same."""
-    code = module_text(SOLUTION_SOURCE.read_text(), stubs=False)
-    submission = PreparedSubmission(
-        "module", (code,), "weight_sharing.py", "<reference>", hashlib.sha256(code.encode()).hexdigest()
-    )
+    submission = reference_submission()
     # Both twins on the same CPU, one that no other grading's twins hold (see lease_cpu).
     with lease_cpu() as cpu:
         sub.sandbox.pin(cpu)

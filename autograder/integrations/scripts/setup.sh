@@ -50,4 +50,8 @@ echo "setup.sh: installing the grader from $source_dir into $venv (pinned by req
     || die "pip could not install the grader and its pinned dependencies (see pip's message above)"
 "$venv/bin/python" -c 'import autograder.grading, autograder.report' \
     || die "the grader was installed but does not import (see the traceback above)"
+# Record the hidden tests' inputs into the image once: each grading then replays them (about a
+# second less per submission) instead of recording them first. Gradings work without it.
+"$venv/bin/python" -m autograder prepare \
+    || echo "setup.sh: WARNING: could not record the hidden tests' inputs (see above); each grading draws them" >&2
 echo "setup.sh: done"
