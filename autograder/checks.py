@@ -304,6 +304,13 @@ class SubmissionProxy:
         self.stuck.clear()
         self.crashes.clear()
 
+    def replay_stopped(self) -> None:
+        """The replay of this test's recorded inputs stopped, and hypothesis runs it from its first
+        example (see :mod:`autograder.replay`). Forget a crash counted in the replay: hypothesis meets
+        it again and counts it then, as without replay. What hung stays stuck: running it again
+        would only cost the student a second time-out, with the same message."""
+        self.crashes.clear()
+
     def __getattr__(self, name: str) -> StudentFunction:
         if name.startswith("_"):
             raise AttributeError(name)

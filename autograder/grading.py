@@ -837,18 +837,23 @@ def grade_prepared(
 
 
 def prepare_inputs() -> Recording:
-    """The recorded inputs of the hidden suite's hypothesis tests, recorded now if not yet done.
+    """The recorded inputs of the hidden suite's hypothesis tests, recorded now if not yet done
+    (waiting while another process records them).
 
     Returns:
         The recording every grading with this grader replays (see :mod:`autograder.replay`).
     """
-    return recorded(_record_inputs)
+    recording = recorded(_record_inputs)
+    assert recording is not None  # it waits for the lock
+    return recording
 
 
 def _replayer() -> tuple[Replayer, ...]:
-    """The replay plugin, or none where the inputs could not be recorded (hypothesis draws them)."""
+    """The replay plugin; none while another process records the inputs, or where they could not be
+    recorded: hypothesis then draws them, with the same verdicts."""
     try:
-        return (Replayer(prepare_inputs()),)
+        recording = recorded(_record_inputs, wait=False)
+        return (Replayer(recording),) if recording is not None else ()
     except Exception as problem:  # never lose a grading to the recording: it only saves time
         _log.warning(
             "the hidden tests' inputs are drawn anew: recording them failed (%s: %s)", type(problem).__name__, problem

@@ -175,11 +175,15 @@ def _save(recording: Recording) -> None:
 
 
 @contextlib.contextmanager
-def _cache_lock() -> Iterator[bool]:
-    """Hold the cache folder's lock (one recording at a time); yield whether the folder is usable.
+def _cache_lock(*, wait: bool) -> Iterator[bool | None]:
+    """Hold the cache folder's lock (one recording at a time).
 
-    A folder that others may write to is not used at all (and not tightened either: whatever lies
-    in it may have been planted), so the recording is then kept in this process's memory only.
+    Yields:
+        True when held; False when the folder cannot be used (the recording is then kept in this
+        process's memory only); None when another process holds it and ``wait`` is False.
+
+    A folder that others may write to is not used at all (and not tightened either: whatever lies in
+    it may have been planted).
     """
     folder = cache_dir()
     descriptor = None
@@ -195,29 +199,35 @@ def _cache_lock() -> Iterator[bool]:
         yield False
         return
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield None
+            return
         yield True
     finally:
         os.close(descriptor)
 
 
-def recorded(record: Callable[[str], Recording]) -> Recording:
+def recorded(record: Callable[[str], Recording], *, wait: bool = True) -> Recording | None:
     """The recording of this version of the hidden suite, made with ``record`` if there is none yet.
-
-    Concurrent graders on one machine (grade-all's pool, a Dask ``LocalCluster``) wait while one of
-    them records.
 
     Args:
         record: makes the recording under the key it is given (it grades the reference).
+        wait: while another process on this machine records (grade-all's pool, a Dask
+            ``LocalCluster``), wait for it; False returns None at once instead, and that grading
+            draws its inputs meanwhile.
 
     Returns:
-        The recording.
+        The recording, or None (another process is recording and ``wait`` is False).
     """
     key = fingerprint()
     found = _load(key)
     if found is not None:
         return found
-    with _cache_lock() as usable:
+    with _cache_lock(wait=wait) as usable:
+        if usable is None:
+            return None
         found = _load(key) if usable else None
         if found is None:
             found = record(key)
@@ -387,7 +397,8 @@ class Replayer:
     """A pytest plugin that runs each recorded hypothesis test on its recorded inputs.
 
     A test whose replay does anything but pass runs under hypothesis from its first example (see the
-    module docstring).
+    module docstring). Before it does, each of the test's fixtures that has a ``replay_stopped()``
+    method is told, so that it can put back per-test state that the replay changed.
 
     Attributes:
         recording: the inputs.
@@ -414,6 +425,10 @@ class Replayer:
             raise
         except BaseException:  # a failure, a skip, a divergence: hypothesis decides
             del pyfuncitem.user_properties[notes:]
+            for value in fixtures.values():  # e.g. the submission's proxy: its per-test state
+                tell = getattr(value, "replay_stopped", None)
+                if callable(tell):
+                    tell()
             self.redrawn.append(pyfuncitem.nodeid)
             return None  # pytest's own pytest_pyfunc_call runs the test under hypothesis
         self.replayed.append(pyfuncitem.nodeid)

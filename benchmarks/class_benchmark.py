@@ -6,7 +6,10 @@
 The class is generated: a third complete (the reference, and a notebook version), a third with
 one classic mistake each (from the mutant corpus), the rest partial (stubs for the later parts),
 plus a few zips and a few entries that are not submissions at all. Prints the wall time of the
-whole run, the time per student and the class report's first lines.
+whole run, the time per student and the class report's first lines. The hidden tests' inputs are
+recorded first (``wsgrade prepare``, timed; nothing to do once done), as on any machine that has
+graded before: the run measures gradings that replay them. ``--cold`` leaves that out, so that the
+run's first grading records them (and the rest of the pool draws theirs meanwhile).
 
 With ``--cluster`` (repeatable) the same class is graded on each Dask cluster in turn (``local:N``
 or a scheduler's address) instead of the local pool; the throughput of each, its ratio to the
@@ -108,6 +111,7 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--with-speed", action="store_true", help="include the timing tests (Task 5.2)")
+    parser.add_argument("--cold", action="store_true", help="do not record the hidden tests' inputs first")
     parser.add_argument(
         "--cluster", action="append", metavar="ADDRESS", help="grade on this Dask cluster (local:N or an address)"
     )
@@ -117,6 +121,11 @@ def main() -> None:
         submissions = Path(tmp) / "submissions"
         submissions.mkdir()
         make_class(submissions, args.students)
+        if not args.cold:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "autograder", "prepare"], capture_output=True, check=True)
+            seconds = time.perf_counter() - started
+            print(f"recording the hidden tests' inputs (wsgrade prepare; 0 s once done): {seconds:.1f} s")
         if not args.cluster:
             seconds = _grade(submissions, Path(tmp) / "out", ["--jobs", str(args.jobs)], args.with_speed)
             print(

@@ -7,10 +7,13 @@ in a fresh process each time (Python start-up, pytest collection, worker start a
 test included) and prints the median wall time per submission. ``--with-speed`` also times one
 full grading with the timing tests of Task 5.2. ``--worker-starts N`` first times N starts of a
 sandboxed worker (spawn, handshake, loading a one-line module, one call, close) in each isolation
-mode this machine offers: the fixed cost of every sandbox. ``--breakdown`` grades the reference
+mode this machine offers: the fixed cost of every sandbox. The hidden tests' inputs are recorded
+first (``wsgrade prepare``, timed: once per grader version and machine), so that every grading
+timed replays them, as all but the first on a machine do. ``--breakdown`` grades the reference
 once more inside this process and prints where the time went: the grader's imports, worker starts
 and loading, pytest's collection, calls of student code (round trips included), hypothesis's
-generation and bookkeeping, and the rest of the tests' own work.
+generation and bookkeeping (for the tests not replayed), and the rest of the tests' own work; then
+the same warm grading with hypothesis drawing every input, for comparison.
 """
 
 from __future__ import annotations
@@ -136,6 +139,10 @@ def breakdown(reference: Path) -> None:
     for label, seconds in rows:
         print(f"  {label:62s} {seconds:6.2f} s")
     print(f"  ({watch.counts.get('calls of student code (round trips)', 0)} calls, {len(report.tests)} tests)")
+    started, cpu = time.perf_counter(), time.process_time()
+    grading.grade(reference, performance=False, replay=False)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(f"the same grading with every input drawn by hypothesis (no replay): {wall:.2f} s wall, {cpu:.2f} s CPU")
 
 
 def main() -> None:
@@ -153,6 +160,8 @@ def main() -> None:
         reference.write_text(module_text(SOLUTION_SOURCE.read_text(), stubs=False))
         submissions = {"reference": reference, "stubs": RELEASE_DIR / "weight_sharing.py"}
         submissions |= {path.name: path for path in sorted(EXAMPLES.iterdir())}
+        seconds, _ = _wall([sys.executable, "-m", "autograder", "prepare"])
+        print(f"recording the hidden tests' inputs (wsgrade prepare; 0 s once done): {seconds:.2f} s")
         print(f"{'submission':32s} {'median s':>9s} {'min s':>7s}  score")
         for name, path in submissions.items():
             runs = [

@@ -193,11 +193,12 @@ def test_setup_installs_the_grader_from_the_index_pinned_by_the_constraints(bund
     result = run_script(["bash", str(source / "setup.sh")], root, timeout=60, WSGRADE_VENV=str(venv))
     assert result.returncode == 0, result.stdout + result.stderr
     calls = [call.strip("\n").split("\n") for call in log.read_text().split("---\n") if call.strip()]
-    install, smoke_test = calls
+    install, smoke_test, prepare = calls
     assert install[:3] == ["-m", "pip", "install"]
     assert install[install.index("-c") + 1] == str(source / "requirements" / "constraints.txt")
     assert install[install.index("-e") + 1] == str(source)
     assert smoke_test[0] == "-c" and "import autograder.grading" in smoke_test[1]
+    assert prepare == ["-m", "autograder", "prepare"]  # the hidden tests' inputs, recorded into the image
 
 
 def test_setup_fails_loudly_without_python_3_11(bundle: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ and the recording, a pickle, must never be read from where someone else could ha
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -97,6 +98,31 @@ def test_a_submission_with_mistakes_gets_the_same_report_with_and_without_replay
     replayed, drawn = grade(path, performance=False), grade(path, performance=False, replay=False)
     assert _without_timing(replayed) == _without_timing(drawn)
     assert replayed.score < replayed.max_score
+
+
+_CRASHES = """
+def conv2d(image, kernel):
+    import os
+    if image.shape[0] == 5:
+        os.abort()  # the worker dies
+    return _reference_conv2d(image, kernel)
+"""
+
+
+def test_a_crash_gets_the_same_verdict_with_and_without_replay(tmp_path: Path) -> None:
+    """A crash stops the replay: hypothesis then meets it again, counts it and shrinks as
+    it would have without replay (a crash counted twice would leave it fewer tries), and the crash's
+    last words are the dying worker's own. Only the report's note on restarts can differ: the
+    replay's crash restarted the worker once more."""
+    source = reference_source().replace("def conv2d(", "def _reference_conv2d(", 1)
+    path = tmp_path / "weight_sharing.py"
+    path.write_text(source + _CRASHES)
+    replayed = grade(path, performance=False, select="conv2d_matches")
+    drawn = grade(path, performance=False, select="conv2d_matches", replay=False)
+    assert _without_timing(replayed)["tests"] == _without_timing(drawn)["tests"]
+    assert replayed.score == drawn.score < replayed.max_score
+    (test,) = replayed.tests
+    assert "it was stopped by an abort" in test.output and test.output.count("Fatal Python error") == 1
 
 
 _SUITE = """
@@ -264,3 +290,18 @@ def test_a_grading_whose_recording_fails_draws_its_inputs(
     report = grade(reference_file, performance=False, select="matches_formula")
     assert report.score == report.max_score > 0
     assert "recording them failed (OSError: no space left on device)" in caplog.text
+
+
+def test_a_grading_does_not_wait_while_another_process_records(
+    tmp_path: Path, reference_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grade-all's pool: while one process records, the others grade at once, drawing their inputs."""
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    monkeypatch.setenv("WSGRADE_CACHE", str(cache))
+    monkeypatch.setattr(replay, "_LOADED", {})
+    with open(cache / "inputs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a pool process recording would
+        report = grade(reference_file, performance=False, select="matches_formula")
+    assert report.score == report.max_score > 0
+    assert not list(cache.glob("inputs-*")) and not replay._LOADED  # it neither recorded nor waited

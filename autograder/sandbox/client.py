@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import select
 import shutil
 import signal
@@ -64,6 +65,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+#: faulthandler's "Current thread 0x00007f...": the address, left out of feedback (it is new at every run).
+_THREAD_ADDRESS = re.compile(r"((?:Current thread|Thread) )0x[0-9a-f]+ ")
 
 #: The files copied into the worker's own folder (nothing else of the grader's package goes there).
 WORKER_FILES = tuple(Path(module.__file__ or "") for module in (wire, layers)) + (
@@ -308,6 +312,7 @@ class _Worker:
     functions: tuple[str, ...] = ()
     load_output: str = ""
     cell_errors: list[dict[str, Any]] = field(default_factory=list)
+    stderr_from: int = 0  # where this worker's output begins in the sandbox's stderr file
 
 
 class Sandbox:
@@ -508,6 +513,7 @@ class Sandbox:
         if self._cgroup is not None:
             command = self._cgroup.enter_command() + command
         with open(self.stderr_path, "ab") as stderr:
+            stderr_from = stderr.tell()
             process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -523,7 +529,7 @@ class Sandbox:
         os.set_blocking(req_w, False)  # both ends that the grader uses: a read or a write that would
         os.set_blocking(resp_r, False)  # block waits in select, until the call's deadline
         self.workers_started += 1
-        worker = _Worker(process, req_w, resp_r)
+        worker = _Worker(process, req_w, resp_r, stderr_from=stderr_from)
         self._worker = worker
         return worker
 
@@ -536,7 +542,7 @@ class Sandbox:
         except wire.WireError as problem:
             reason = self._crash_reason(worker) if isinstance(problem, wire.PeerClosed) else str(problem)
             self._kill()
-            tail = self._stderr_tail()
+            tail = self._stderr_tail(worker)
             reason += f"; it printed:\n{tail}" if tail and tail not in reason else ""
             raise SandboxBroken(
                 f"the grader could not start its worker process ({reason}); this is a problem with the grading "
@@ -663,10 +669,11 @@ class Sandbox:
 
     # -- wire ----------------------------------------------------------------------------------
 
-    def _stderr_tail(self, size: int = 1500) -> str:
+    def _stderr_tail(self, worker: _Worker, size: int = 1500) -> str:
+        """The end of what this worker wrote to stderr (not what the workers before it wrote)."""
         try:
             with open(self.stderr_path, "rb") as handle:
-                handle.seek(max(0, self.stderr_path.stat().st_size - size))
+                handle.seek(max(worker.stderr_from, self.stderr_path.stat().st_size - size))
                 return handle.read().decode("utf-8", "replace").strip()
         except OSError:
             return ""
@@ -687,7 +694,7 @@ class Sandbox:
             reason = f"it was stopped by {name}"
         else:
             reason = f"it exited with status {code} (sys.exit or os._exit in your code?)"
-        tail = self._stderr_tail()
+        tail = _THREAD_ADDRESS.sub(r"\1", self._stderr_tail(worker))  # an address differs at every run
         return reason + (f"; its last words:\n{tail}" if tail and "Fatal Python error" in tail else "")
 
     def _receive(
