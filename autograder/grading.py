@@ -764,6 +764,7 @@ def grade_prepared(
     pytest_args: list[str] | None = None,
     hide: tuple[Path, ...] = (),
     replay: bool = True,
+    plugins: tuple[object, ...] = (),
 ) -> GradingReport:
     """Grade an already-loaded submission.
 
@@ -779,6 +780,7 @@ def grade_prepared(
         hide: more paths the student's code must not see (e.g. grade-all's output folder).
         replay: run the hypothesis tests on their recorded inputs (see :mod:`autograder.replay`:
             the same verdicts, without drawing the inputs anew); False draws them as hypothesis does.
+        plugins: more pytest plugins for the hidden suite's run (the replay's recorder).
 
     Returns:
         The report.
@@ -794,7 +796,7 @@ def grade_prepared(
     limits = limits or Limits()
     notes = list(submission.notes)
     exposure = submission_exposure(gpu)
-    plugins = _replayer() if replay else ()
+    plugins = (*plugins, *(_replayer() if replay else ()))
     with Sandbox(
         submission, contract_functions(), limits, exposure=exposure, hide=course_files(submission, hide)
     ) as sandbox:
@@ -865,22 +867,8 @@ def _record_inputs(key: str) -> Recording:
     """Grade the reference with a :class:`~autograder.replay.Recorder`: the inputs of every hypothesis
     test, to replay in later gradings (a few seconds, once per version of the grader and machine)."""
     started = time.perf_counter()
-    submission = reference_submission()
     recorder = Recorder()
-    with Sandbox(submission, contract_functions(), Limits(), exposure=submission_exposure("off")) as sandbox:
-        missing_reasons = _load(sandbox, submission, [])
-        collector, log = _run_pytest(
-            sandbox,
-            missing_reasons,
-            public_only=False,
-            performance=False,
-            gpu="off",
-            select=None,
-            pytest_args=[],
-            plugins=(recorder,),
-        )
-    if collector.problems:
-        raise RuntimeError("the hidden test suite is broken: " + "; ".join(collector.problems) + "\n" + log[-3000:])
+    grade_prepared(reference_submission(), performance=False, gpu="off", replay=False, plugins=(recorder,))
     recording = recorder.recording(key)
     _log.info(
         "recorded the inputs of %d hypothesis tests in %.1f s (%d not recorded: %s)",

@@ -22,19 +22,14 @@ import pytest
 
 from autograder import grading, replay
 from autograder.checks import SubmissionProxy
-from autograder.grading import GradingReport, grade
+from autograder.grading import grade
 from autograder.release import RELEASE_DIR
 from autograder.sandbox.client import Sandbox
 from autograder.source import REPO_ROOT
 from tests.corpus import reference_source
+from tests.test_grading import _without_timing
 
 EXAMPLES = REPO_ROOT / "examples" / "submissions"
-
-
-def _without_timing(report: GradingReport) -> dict[str, Any]:
-    data = report.to_gradescope()
-    data.pop("execution_time")
-    return data
 
 
 @pytest.fixture(scope="module")
